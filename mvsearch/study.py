@@ -40,7 +40,8 @@ ATTR = {
     "data": "data spec string",
     "proxy": "proxy settings (dict)",
     "mvsearch_version": "mvsearch version that ran the trial",
-    "weights": "path of saved proxy weights (only with --save-weights)",
+    "proxy_arch": "the architecture actually trained (ArchConfig.to_dict() of proxy_arch(arch))",
+    "weights": "path of saved proxy weights, a state_dict of proxy_arch (only with --save-weights)",
 }
 
 STUDIES_DIR = Path(os.environ.get("MVSEARCH_STUDIES", "studies"))

@@ -1,0 +1,3 @@
+from mvsearch.cli import main
+
+main()
