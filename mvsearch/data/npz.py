@@ -1,0 +1,67 @@
+"""``npz:FILE``: a NumPy ``.npz`` with ``x_train, y_train, x_test, y_test`` (Keras' layout).
+
+Images are uint8, NHWC (``[N, H, W, C]``, Keras) or NCHW (``[N, C, H, W]``), C = 1 or 3, or
+``[N, H, W]`` grayscale; labels are integers ``[N]`` or ``[N, 1]``. An optional ``classes`` array
+names the classes. Loaded with ``allow_pickle=False``. Horizontal flips are assumed to be valid.
+"""
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from mvsearch.data.base import Decoded, labels, resize_uint8
+from mvsearch.errors import DataError
+
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def to_nchw(x: np.ndarray, where: str) -> np.ndarray:
+    """uint8 images in any supported layout -> ``[N, C, H, W]``."""
+    if x.dtype != np.uint8:
+        raise DataError(f"{where}: images must be uint8 (0..255), got {x.dtype}; convert with "
+                        f"(x * 255).round().astype('uint8')")
+    if x.ndim == 3:
+        return x[:, None]  # [N, H, W] -> [N, 1, H, W]
+    if x.ndim == 4:
+        if x.shape[3] in (1, 3):  # NHWC (Keras' default); checked first
+            return x.transpose(0, 3, 1, 2)
+        if x.shape[1] in (1, 3):
+            return x
+    raise DataError(f"{where}: expected images [N, H, W, C] or [N, C, H, W] with C = 1 or 3, "
+                    f"got shape {list(x.shape)}")
+
+
+def decode(path: Path, resolution: int) -> Decoded:
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: a single .npy array, not an .npz archive; save the four arrays "
+                            f"with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+        with f:
+            missing = [k for k in KEYS if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: missing array(s) {', '.join(missing)} (has: "
+                                f"{', '.join(f.files) or 'none'}); expected {', '.join(KEYS)}")
+            arrays = {k: f[k] for k in KEYS}
+            names = f["classes"] if "classes" in f.files else None
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as exc:
+        raise DataError(f"{path}: corrupt or not a .npz file ({exc}); re-create it with numpy.savez") from None
+    out = {}
+    for split in ("train", "test"):
+        x = to_nchw(arrays[f"x_{split}"], f"{path} x_{split}")
+        y = np.asarray(arrays[f"y_{split}"]).reshape(-1)
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}: y_{split} must hold integer labels, got {y.dtype}")
+        out[split] = (x, y)
+    k = int(max(out["train"][1].max(initial=0), out["test"][1].max(initial=0))) + 1
+    classes = tuple(str(c) for c in names) if names is not None else tuple(str(i) for i in range(k))
+    if len(classes) < k:
+        raise DataError(f"{path}: 'classes' names {len(classes)} classes but labels go up to {k - 1}")
+    (tx, ty), (vx, vy) = out["train"], out["test"]
+    return Decoded(resize_uint8(tx, resolution), labels(ty), resize_uint8(vx, resolution), labels(vy),
+                   classes, hflip=True).check(str(path))
