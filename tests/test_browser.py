@@ -1,0 +1,346 @@
+"""The generated pages as a person sees them: opened in headless Chromium with no network.
+
+Chromium (Debian's ``chromium``, installed here when missing and we are root) is driven over the
+DevTools protocol with a small WebSocket client written below (no extra package). For each page
+the test collects every uncaught exception, console error and log error, every network request
+(anything but file:, data:, blob: or about: fails the test: the pages must work offline), counts
+the markers each plot actually drew in its SVG, clicks a table header to check the sorting script,
+and saves a screenshot under the test's temporary directory. A page with a planted error proves
+the harness sees JavaScript errors.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mvsearch.pareto import compute
+from mvsearch.report import write_pareto, write_report
+from tests._studies import SEARCHED, make_study
+
+pytestmark = pytest.mark.browser
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--disable-extensions", "--mute-audio", "--window-size=1280,1600",
+         # belt and braces for "no network": no proxy reachable, no name resolves
+         "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND"]
+LOCAL = ("file:", "data:", "blob:", "about:")
+
+
+def chromium() -> str:
+    """Path of a Chromium binary, installing Debian's package when missing (as root)."""
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "-q", "chromium"]
+        if subprocess.call(cmd, env=env, stdout=subprocess.DEVNULL) != 0:
+            subprocess.call(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.call(cmd, env=env, stdout=subprocess.DEVNULL)
+        if shutil.which("chromium"):
+            return shutil.which("chromium")
+    pytest.fail("headless Chromium is needed: `apt-get install chromium` (or deselect with -m 'not browser')")
+
+
+# ---------------------------------------------------------------------- a minimal WebSocket + CDP client
+class WebSocket:
+    """RFC 6455 client: text frames out (masked), text frames in (fragmented or not); enough for CDP."""
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        assert url.startswith("ws://")
+        hostport, _, path = url[5:].partition("/")
+        host, _, port = hostport.partition(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          .encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise ConnectionError("DevTools closed the connection during the handshake")
+            head += chunk
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"WebSocket handshake refused: {head[:200]!r}")
+
+    def _exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("DevTools connection closed")
+            buf += chunk
+        return buf
+
+    def send(self, text: str) -> None:
+        data = text.encode()
+        n = len(data)
+        head = bytes([0x81])  # FIN + text
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 1 << 16:
+            head += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        mask = os.urandom(4)
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def recv(self) -> str:
+        parts = []
+        while True:
+            b0, b1 = self._exact(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._exact(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._exact(8))[0]
+            mask = self._exact(4) if b1 & 0x80 else None
+            data = self._exact(n)
+            if mask:
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+            op = b0 & 0x0F
+            if op == 0x8:
+                raise ConnectionError("DevTools closed the WebSocket")
+            if op == 0x9:  # ping -> pong
+                self.sock.sendall(bytes([0x8A, 0x80 | len(data)]) + b"\0\0\0\0" + data)
+                continue
+            if op in (0x0, 0x1, 0x2):
+                parts.append(data)
+                if b0 & 0x80:
+                    return b"".join(parts).decode()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Browser:
+    """Headless Chromium with one page, driven over CDP; records errors and requests."""
+
+    def __init__(self, tmp: Path) -> None:
+        profile = tmp / "chromium-profile"
+        profile.mkdir()
+        self.proc = subprocess.Popen([chromium(), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode(errors="replace")[-2000:] if self.proc.poll() is not None else ""
+                self.close()
+                pytest.fail(f"Chromium did not start its DevTools endpoint: {err}")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
+            pages = [t for t in json.load(r) if t["type"] == "page"]
+        self.ws = WebSocket(pages[0]["webSocketDebuggerUrl"])
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable")
+
+    def call(self, method: str, timeout: float = 60.0, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        mid = self.next_id
+        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == mid:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg["result"]
+            if "method" in msg:
+                self.events.append(msg)
+        raise TimeoutError(method)
+
+    def wait_event(self, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(e["method"] == name for e in self.events):
+            if time.monotonic() > deadline:
+                raise TimeoutError(name)
+            self.events.append(json.loads(self.ws.recv()))
+
+    def open(self, url: str) -> None:
+        self.events.clear()
+        self.call("Page.navigate", url=url)
+        self.wait_event("Page.loadEventFired", timeout=120)
+
+    def eval(self, expression: str, timeout: float = 60.0) -> Any:
+        res = self.call("Runtime.evaluate", timeout=timeout, expression=expression, awaitPromise=True,
+                        returnByValue=True)
+        if "exceptionDetails" in res:
+            raise AssertionError(f"evaluating in the page failed: {res['exceptionDetails']}")
+        return res["result"].get("value")
+
+    def errors(self) -> list[str]:
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e["method"] == "Runtime.exceptionThrown":
+                d = p["exceptionDetails"]
+                out.append(d.get("exception", {}).get("description") or d.get("text", "exception"))
+            elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append("console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
+            elif e["method"] == "Log.entryAdded" and p["entry"]["level"] == "error":
+                out.append(f"log: {p['entry'].get('text')} {p['entry'].get('url', '')}")
+        return out
+
+    def requests(self) -> list[str]:
+        return [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
+
+    def screenshot(self, path: Path) -> Path:
+        """The whole page: the viewport grown to the page's height first (plots re-lay out), then one shot."""
+        height = self.eval("document.documentElement.scrollHeight")
+        self.call("Emulation.setDeviceMetricsOverride", width=1280, height=min(int(height), 16000),
+                  deviceScaleFactor=1, mobile=False)
+        self.eval("new Promise(r => setTimeout(r, 500))")  # plotly's responsive resize is debounced
+        shot = self.call("Page.captureScreenshot", format="png")
+        self.call("Emulation.clearDeviceMetricsOverride")
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def close(self) -> None:
+        if getattr(self, "ws", None) is not None:
+            self.ws.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    b = Browser(tmp_path_factory.mktemp("browser"))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    # enough completed trials for importances; pruned, failed, baselines and budget rejections too
+    return make_study(tmp_path_factory.mktemp("study"), extra_random=10)
+
+
+# every plot has rendered when each plot div has its full layout and its SVG traces
+READY = """new Promise((resolve, reject) => {
+  const t0 = Date.now();
+  (function poll() {
+    const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+    if (plots.length && plots.every(g => g._fullLayout && g.querySelector('.main-svg'))) return resolve(plots.length);
+    if (Date.now() - t0 > 60000) return reject(new Error('plots did not render'));
+    setTimeout(poll, 100);
+  })();
+})"""
+
+# per plot: each scatter trace's name, its data length, and the markers it drew in the SVG
+POINTS = """Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
+  id: gd.id,
+  traces: Array.from(gd.querySelectorAll('g.trace.scatter')).map(g => ({
+    name: g.__data__[0].trace.name,
+    n: g.__data__[0].trace.x.length,
+    drawn: g.querySelectorAll('path.point').length})),
+  parcoords: gd.querySelectorAll('.parcoords g.y-axis').length,
+  bars: gd.querySelectorAll('g.trace.bars g.point').length}))"""
+
+
+def _visit(browser: Browser, path: Path) -> dict[str, Any]:
+    browser.open(path.resolve().as_uri())
+    n = browser.eval(READY, timeout=90)
+    plots = {p["id"].removeprefix("plot-"): p for p in browser.eval(POINTS)}
+    assert len(plots) == n
+    return plots
+
+
+def _clean(browser: Browser) -> None:
+    assert browser.errors() == []
+    remote = [u for u in browser.requests() if not u.startswith(LOCAL)]
+    assert remote == [], f"the page fetched from the network: {remote}"
+
+
+def _drawn(plot: dict[str, Any], prefix: str) -> int:
+    (trace,) = [t for t in plot["traces"] if t["name"].startswith(prefix)]
+    assert trace["drawn"] == trace["n"]  # every data point is a marker on screen
+    return trace["drawn"]
+
+
+def test_pareto_page_renders_front_and_presets_offline(browser, study, tmp_path):
+    name, storage = study
+    p = compute(name, storage, "flops")
+    page = write_pareto(p, tmp_path / "pareto.html")
+    plots = _visit(browser, page)
+    _clean(browser)
+    (plot,) = plots.values()
+    assert _drawn(plot, "completed") == len(SEARCHED) + 10  # searched trials, none over budget
+    assert _drawn(plot, "pruned") == 2
+    assert _drawn(plot, "Pareto front") == len(p.front) >= 1
+    assert _drawn(plot, "paper presets") == 2  # the XXS and XS baselines
+    labels = browser.eval("Array.from(document.querySelectorAll('.js-plotly-plot text')).map(t => t.textContent)")
+    assert {"mobilevit_xxs", "mobilevit_xs"} <= set(labels)
+    assert any("S (paper preset" in t for t in labels), labels  # S was not trained: a labelled rule
+    assert browser.screenshot(tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_report_page_renders_every_section_offline(browser, study, tmp_path):
+    name, storage = study
+    path, rep = write_report(name, storage, tmp_path / "report.html")
+    plots = _visit(browser, path)
+    _clean(browser)
+    assert set(plots) == set(rep.figures) and rep.notes == ["pareto-latency"]  # nothing measured
+    assert _drawn(plots["pareto-flops"], "completed") == len(SEARCHED) + 10
+    assert _drawn(plots["history"], "completed") == len(SEARCHED) + 10 + 2  # + the two baselines
+    assert _drawn(plots["curves"], "stopped by the pruner") == 2
+    assert plots["knobs"]["parcoords"] >= 4  # three varying knobs and accuracy
+    assert plots["importance"]["bars"] == 3
+    rows = browser.eval("document.querySelectorAll('table.trials tbody tr').length")
+    assert rows == 2 + len(SEARCHED) + 2 + 1 + 10  # rejected candidates are not trials people trained
+    # the table sorts: click "accuracy" twice (ascending, then descending)
+    header = "Array.from(document.querySelectorAll('table.trials th')).find(th => th.textContent.startsWith('accuracy'))"
+    for _ in range(2):
+        browser.eval(f"{header}.click()")
+    col = browser.eval("""(() => { const ths = Array.from(document.querySelectorAll('table.trials th'));
+        const i = ths.findIndex(th => th.textContent.startsWith('accuracy'));
+        return Array.from(document.querySelectorAll('table.trials tbody tr')).map(r => r.children[i].dataset.v); })()""")
+    values = [float(v) for v in col if v != ""]
+    assert values == sorted(values, reverse=True) and col[-1] == ""  # the failed trial's blank sorts last
+    _clean(browser)
+    assert browser.screenshot(tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_harness_reports_a_javascript_error(browser, study, tmp_path):
+    # the same page with one broken script: the checks above must be able to fail
+    name, storage = study
+    good = write_pareto(compute(name, storage, "flops"), tmp_path / "good.html").read_text()
+    bad = tmp_path / "bad.html"
+    bad.write_text(good.replace("</body>", "<script>mvsearchMissing()</script></body>"))
+    _visit(browser, bad)
+    errors = browser.errors()
+    assert len(errors) == 1 and "mvsearchMissing is not defined" in errors[0]
+    with pytest.raises(AssertionError):
+        _clean(browser)
+
+
+def test_harness_reports_a_network_fetch(browser, study, tmp_path):
+    # a page that loads anything from the network (here: plotly from its CDN) must fail the checks
+    name, storage = study
+    good = write_pareto(compute(name, storage, "flops"), tmp_path / "good.html").read_text()
+    cdn = tmp_path / "cdn.html"
+    cdn.write_text(good.replace("</head>", '<script src="https://cdn.plot.ly/plotly-2.35.2.min.js"></script></head>'))
+    _visit(browser, cdn)
+    assert "https://cdn.plot.ly/plotly-2.35.2.min.js" in browser.requests()
+    with pytest.raises(AssertionError, match="fetched from the network|log: "):
+        _clean(browser)
