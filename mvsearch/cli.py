@@ -42,10 +42,4 @@ def main() -> None:
 
 
 for _name in COMMANDS:
-    try:
-        _mod = importlib.import_module(f"mvsearch.commands.{_name}")
-    except ModuleNotFoundError as _exc:  # a command still being written
-        if _exc.name != f"mvsearch.commands.{_name}":
-            raise
-        continue
-    main.add_command(_mod.command, name=_name)
+    main.add_command(importlib.import_module(f"mvsearch.commands.{_name}").command, name=_name)
