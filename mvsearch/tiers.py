@@ -119,8 +119,7 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 def make_sampler(kind: str, seed: int, n_startup: int) -> Callable[[int], BaseSampler]:
     """A factory of one tier's inner sampler (argument: the tier's index, mixed into the seed)."""
     if kind == "tpe":
-        return lambda i: optuna.samplers.TPESampler(n_startup_trials=n_startup, seed=seed + 7919 * i,
-                                                    warn_independent_sampling=False)
+        return lambda i: optuna.samplers.TPESampler(n_startup_trials=n_startup, seed=seed + 7919 * i)
     if kind == "random":
         return lambda i: optuna.samplers.RandomSampler(seed=seed + 7919 * i)
     if kind == "nsga2":
@@ -148,6 +147,7 @@ class TierSampler(BaseSampler):
         self.tier: Tier = budget.tiers[0]
         self.screened = 0  # draws screened out before the last start-up candidate
         self.force_screen = False  # set by the loop after many rejections in a row
+        self.seed = seed
         self._factory = make_sampler(kind, seed, n_startup)
         self._inner: dict[str, BaseSampler] = {}
         self._rng = random.Random(seed)
@@ -174,9 +174,15 @@ class TierSampler(BaseSampler):
         trained = sum(1 for t in done if tier_of(t) == label and not t.user_attrs.get(REJECT_ATTR))
         return trained < self.n_startup
 
-    def screen(self) -> dict[str, Any]:
-        """Uniform draws until one lies in the current tier's band (and under the params cap)."""
+    def screen(self, number: int | None = None) -> dict[str, Any]:
+        """Uniform draws until one lies in the current tier's band (and under the params cap).
+
+        With a trial ``number`` the draws come from a stream of their own, seeded by (seed, number):
+        a resumed run, or a second worker on the same study, does not repeat earlier candidates.
+        """
         res = self.space.resolution
+        if number is not None:
+            self._rng = random.Random(f"mvsearch-screen/{self.seed}/{number}")
         for n in range(MAX_SCREEN):
             params = self.space.random_params(self._rng)
             c = analytic_cost(self.space.from_params(params), res)
@@ -195,7 +201,7 @@ class TierSampler(BaseSampler):
 
     def sample_relative(self, study: Any, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if self._screening(study):
-            params = self.screen()
+            params = self.screen(trial.number)
             return {k: v for k, v in params.items() if k in search_space}
         self.screened = 0
         return self.inner().sample_relative(self.view(study), trial, search_space)
@@ -216,6 +222,7 @@ class TierSampler(BaseSampler):
                               trial, state, values)
 
     def reseed_rng(self) -> None:
+        self.seed = random.randrange(2**32)
         self._rng.seed()
         for s in self._inner.values():
             s.reseed_rng()

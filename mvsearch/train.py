@@ -8,7 +8,9 @@ MobileViT expects, no mean/std) into a channels_last float buffer. No DataLoader
 already sit in memory. On CUDA: bf16 autocast and optional ``torch.compile``. On CPU the thread
 count is capped at the CPUs this process may use.
 
-After every epoch the validation split is evaluated and ``callback(EpochStats)`` called; returning
+After every epoch BatchNorm statistics are re-estimated on a fixed subset of training images
+(:func:`recalibrate_bn`: a short training leaves the running averages stale), then the validation
+split is evaluated and ``callback(EpochStats)`` called; returning
 True stops training early (``stopped=True``), and an exception raised inside it (e.g. Optuna's
 ``TrialPruned``) propagates unchanged. Same seed, same thread count -> same result on CPU. A NaN or
 infinite loss raises :class:`~mvsearch.errors.NonFiniteLossError`.
@@ -51,8 +53,12 @@ class TrainConfig:
     channels_last: bool = True  # NHWC activations (faster convs on CPU and GPU)
     amp: bool = True  # bf16 autocast on CUDA (never on CPU, where it is slower)
     nan_check_every: int = 20  # steps between finiteness checks on CUDA (every step on CPU)
+    bn_calibration: int = 512  # training images that re-estimate BatchNorm statistics before each
+    # validation (0: keep the running averages; see recalibrate_bn)
 
     def __post_init__(self) -> None:
+        if isinstance(self.bn_calibration, bool) or not isinstance(self.bn_calibration, int) or self.bn_calibration < 0:
+            raise TrainError(f"bn_calibration: must be a non-negative integer, got {self.bn_calibration!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "nan_check_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -241,6 +247,42 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     return int(correct) / n, float(loss) / n
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, *, batch_size: int, device: torch.device,
+                   channels_last: bool = True, amp: bool = True) -> None:
+    """Re-estimate every BatchNorm's running mean/var from uint8 images ``x`` (no augmentation).
+
+    A short proxy training moves the weights faster than BatchNorm's running averages (momentum
+    0.1) follow, so in eval mode the network normalises with stale statistics: measured on
+    mobilevit_xxs after 48 steps on Fashion-MNIST, validation accuracy was 12% with the running
+    averages and 58% after recalibration. Re-estimating the statistics on a fixed set of training
+    images before each evaluation ("BN calibration", as weight-sharing NAS does) removes that
+    bias. Only the BatchNorm layers run in training mode (dropout stays off), the estimate is an
+    exact average over the images (momentum None), and no weight changes.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(x) == 0:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+        m.train()
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            if len(xb) < 2:
+                break
+            with _autocast(device, amp):
+                model(to_float(xb.to(device, non_blocking=True), channels_last))
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was_training)
+
+
 # ---------------------------------------------------------------------- the trainer
 def train(model: nn.Module | ArchConfig, split: ProxySplit, cfg: TrainConfig, *, hflip: bool = True,
           callback: Callable[[EpochStats], bool | None] | None = None,
@@ -287,6 +329,9 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
     opt_kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, **opt_kw)
     check_every = 1 if device.type == "cpu" else cfg.nan_check_every
+    # a fixed, class-mixed subset of the training split for BatchNorm calibration
+    calib = x[torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 1))[:cfg.bn_calibration]
+              .to(device)] if cfg.bn_calibration else x[:0]
 
     bar = None
     if progress:
@@ -329,6 +374,8 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
                 torch.cuda.synchronize(device)
             dt = time.perf_counter() - t0
             train_seconds += dt
+            recalibrate_bn(net, calib, batch_size=cfg.batch_size, device=device,
+                           channels_last=cfg.channels_last, amp=cfg.amp)
             acc, vloss = evaluate(net, val_x, val_y, batch_size=cfg.eval_batch_size, device=device,
                                   channels_last=cfg.channels_last, amp=cfg.amp)
             stats = EpochStats(epoch=epoch, val_accuracy=acc, val_loss=vloss,
@@ -355,4 +402,4 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
 
 
 __all__ = ["TrainConfig", "EpochStats", "TrainResult", "train", "evaluate", "build_seeded", "augment", "to_float",
-           "resolve_device", "lr_at", "cpu_threads"]
+           "resolve_device", "lr_at", "cpu_threads", "recalibrate_bn"]
