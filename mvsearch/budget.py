@@ -33,7 +33,9 @@ def _parse(text: str, regex: re.Pattern, what: str, example: str, option: str) -
     if m is None:
         raise BudgetError(f"{option}: cannot read {text!r} as {what}; use e.g. {example}")
     value = float(m.group("num")) * _SCALE[m.group("unit").lower()]
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value):
+        raise BudgetError(f"{option}: {text!r} is too large to be {what}; use e.g. {example}")
+    if value <= 0:
         raise BudgetError(f"{option}: must be positive, got {text!r}")
     if value < 1:
         raise BudgetError(f"{option}: {text!r} is less than one {what.split()[0]}; use e.g. {example}")

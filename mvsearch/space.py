@@ -12,7 +12,8 @@ where budgets are counted), the proxy training, and search defaults. A knob is w
 The file is validated by pydantic into frozen models; errors name the file, the key path and the
 line (``spaces/x.yaml:14: arch.layer3.dim: ...``), unknown keys suggest the nearest valid key, and
 impossible spaces (empty choices, ``low > high``, an even kernel, a d that no heads choice divides,
-a patch larger than its feature map) are refused before any trial runs.
+a patch larger than its feature map, a default budget below the cheapest member) are refused before
+any trial runs. Integers are decimal only (YAML 1.1's ``0x2`` and ``010`` stay text and are refused).
 
 Sampling asks an Optuna trial for every searched knob under a stable parameter name
 (``layer3.dim``); heads that do not divide the sampled d are replaced by the nearest choice that
@@ -269,15 +270,26 @@ class ProxySpec(_Model):
     label_smoothing: Optional[float] = None
 
 
+def _count_text(v: Any) -> Any:
+    # YAML reads `budget: 1500000000` as an int and `budget: 1.5e+9` as a float: keep them as text
+    # for mvsearch.budget, which parses exactly what --budget / --max-params accept
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return repr(v)
+    return v
+
+
+_Count = Annotated[str, BeforeValidator(_count_text)]
+
+
 class SearchSpec(_Model):
     """Defaults of ``mvsearch run`` for this space (each has a command-line option)."""
 
     trials: int = 20  # trained trials per run (budget rejections do not count)
     sampler: Literal["tpe", "random", "nsga2"] = "tpe"
     pruner: Literal["hyperband", "median", "none"] = "hyperband"
-    budget: Optional[str] = None  # e.g. "1.5GFLOPs" or "0.42G,1.05G,2.0G"
+    budget: Optional[_Count] = None  # e.g. "1.5GFLOPs" or "0.42G,1.05G,2.0G" (or a plain number)
     tiers: Optional[str] = None  # "paper"
-    max_params: Optional[str] = None  # e.g. "2.3M"
+    max_params: Optional[_Count] = None  # e.g. "2.3M" (or a plain number: 2300000)
     seed: int = 0
 
 
@@ -296,9 +308,25 @@ class SpaceSpec(_Model):
 Path_ = tuple  # a key path: ("arch", "layer3", "dim")
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with decimal integers only.
+
+    YAML 1.1 reads ``0x2`` as the hexadecimal integer 2, ``010`` as octal 8 and ``1:30`` as 90, so a
+    patch written ``0x2`` would silently become 2x2; here those stay strings and are refused.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
+                              list("-+0123456789"))
+
+
 def _yaml_with_lines(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
     """Parse YAML; also return the 1-based line of every key path (duplicate keys refused)."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -374,7 +402,10 @@ def _model_at(path: Path_) -> type[BaseModel] | None:
 
 
 def _pydantic_error(exc: ValidationError, loc: _Locator) -> SpaceError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # a misspelt key is reported as both "unknown key" and "required key is missing": the first,
+    # with its "did you mean", is the one that tells the user what to fix
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     path = tuple(err["loc"])
     etype = err["type"]
     if etype == "extra_forbidden":
@@ -702,7 +733,12 @@ def _check(space: SearchSpace, loc: _Locator) -> None:
     try:
         proxy = space.proxy_settings()
     except (TrainError, TypeError) as exc:
-        raise loc.error(("proxy",), str(exc)) from None
+        # ProxySettings says "lr: must be ..." or "proxy resolution: must be ...": point at that key
+        msg = str(exc)
+        m = re.match(r"^(?:proxy )?([a-z_]+): (.*)$", msg, re.S)
+        if m and m.group(1) in ProxySpec.model_fields:
+            raise loc.error(("proxy", m.group(1)), m.group(2)) from None
+        raise loc.error(("proxy",), msg) from None
     try:
         from mvsearch.data.spec import parse_spec
 
@@ -712,20 +748,43 @@ def _check(space: SearchSpace, loc: _Locator) -> None:
     s = space.spec.search
     if s.trials < 1:
         raise loc.error(("search", "trials"), f"must be a positive integer, got {s.trials}")
-    if s.budget is not None or s.tiers is not None or s.max_params is not None:
-        from mvsearch.budget import parse_budget
+    from mvsearch.budget import check_reachable, make_budget, parse_budget, parse_params
 
+    def budget_error(exc: BudgetError, key: str) -> SpaceError:
+        msg = str(exc)
+        for option in ("--budget: ", "--tiers: ", "--max-params: "):
+            msg = msg.removeprefix(option)
+        if msg.startswith("--max-params "):  # "--max-params 1k is below ...": the file's key, not the option
+            msg = "max_params " + msg.removeprefix("--max-params ")
+        return loc.error(("search", key), msg)
+
+    flops_key = "tiers" if s.tiers is not None and s.budget is None else "budget"
+    cap = None
+    if s.max_params is not None:
         try:
-            parse_budget(s.budget, tiers=s.tiers, max_params=s.max_params) if (s.budget or s.tiers) else None
+            cap = parse_params(s.max_params)
         except BudgetError as exc:
-            key = "tiers" if s.tiers is not None and s.budget is None else "budget"
-            raise loc.error(("search", key), str(exc).replace("--budget: ", "").replace("--tiers: ", "")) from None
-    # finally every extreme must be a valid network
+            raise budget_error(exc, "max_params") from None
+    budget = None
+    if s.budget is not None or s.tiers is not None:
+        try:
+            budget = parse_budget(s.budget, tiers=s.tiers, max_params=s.max_params)
+        except BudgetError as exc:
+            raise budget_error(exc, flops_key) from None
+    # every extreme must be a valid network
     try:
         space.from_params(space._extreme(min))
         space.from_params(space._extreme(max))
     except ArchError as exc:
         raise loc.error(("arch",), str(exc)) from None
+    # and the default budget must admit at least one architecture of the space
+    if budget is not None or cap is not None:
+        rng = space.cost_range()
+        try:
+            check_reachable(budget or make_budget([rng.max_flops], cap), min_flops=rng.min_flops,
+                            max_flops=rng.max_flops, min_params=rng.min_params, where=f"space {space.name!r}")
+        except BudgetError as exc:
+            raise budget_error(exc, "max_params" if str(exc).startswith("--max-params") else flops_key) from None
 
 
 # ---------------------------------------------------------------------- loading
