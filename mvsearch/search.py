@@ -20,6 +20,7 @@ marked FAIL when the next run starts.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import time
@@ -43,8 +44,11 @@ from mvsearch.tiers import TierPruner, TierSampler, make_pruner
 
 SAMPLERS = ("tpe", "random", "nsga2")
 PRUNERS = ("hyperband", "median", "none")
+DEVICES = ("auto", "cpu", "cuda")
 #: a tier whose sampler proposes this many rejections in a row falls back to screened draws
 MAX_REJECTS_IN_A_ROW = 50
+#: retries of opening a fresh database whose schema another worker is creating at the same moment
+SCHEMA_RETRIES = 5
 #: seed of the proxy train/validation split: every trial of every run of a study sees the same split
 SPLIT_SEED = 0
 
@@ -66,6 +70,20 @@ class RunOptions:
     save_weights: bool = False
     measure_latency: bool = False
     threads: int | None = None
+
+
+def check_options(opts: RunOptions) -> None:
+    """StudyError (one line, naming the option) for a run option no search can use."""
+    if opts.sampler not in SAMPLERS:
+        raise StudyError(f"--sampler: unknown {opts.sampler!r}; known: {', '.join(SAMPLERS)}")
+    if opts.pruner not in PRUNERS:
+        raise StudyError(f"--pruner: unknown {opts.pruner!r}; known: {', '.join(PRUNERS)}")
+    if opts.device not in DEVICES and not str(opts.device).startswith("cuda:"):
+        raise StudyError(f"--device: unknown {opts.device!r}; known: {', '.join(DEVICES)} (or cuda:N)")
+    if isinstance(opts.trials, bool) or not isinstance(opts.trials, int) or opts.trials < 1:
+        raise StudyError(f"--trials: must be a positive integer, got {opts.trials}")
+    if opts.timeout_s is not None and not opts.timeout_s > 0:
+        raise StudyError(f"--timeout: must be positive, got {opts.timeout_s}s")
 
 
 # ---------------------------------------------------------------------- events
@@ -133,15 +151,47 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _missing_driver(url: str, exc: BaseException) -> str:
+    """Why a storage URL's database driver failed to import, and what to install or write instead."""
+    cause = exc.__cause__ or exc.__context__
+    module = getattr(cause, "name", None) or "its driver"
+    scheme = url.partition("://")[0]
+    if scheme == "postgresql":  # SQLAlchemy >= 2.1 means psycopg 3 by a bare postgresql://
+        return (f"the PostgreSQL driver {module} is not installed; pip install 'psycopg[binary]', "
+                f"or name an installed driver in the URL, e.g. postgresql+psycopg2://...")
+    return f"the database driver {module} for {scheme}:// is not installed; install it or use sqlite:///FILE.db"
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage for ``url`` (creating a SQLite file's folder); StudyError if it fails."""
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    try:
-        storage = optuna.storages.RDBStorage(url)
-    except Exception as exc:  # driver missing, server down, bad URL: one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"cannot open storage {url}: {first}") from None
+        folder = Path(url[len("sqlite:///"):]).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StudyError(f"cannot create the folder {folder} for storage {url}: {exc.strerror or exc}; "
+                             f"pass --storage sqlite:///PATH.db in a writable folder") from None
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(SCHEMA_RETRIES + 1):
+        try:
+            storage = optuna.storages.RDBStorage(url)
+            break
+        except (IntegrityError, ProgrammingError) as exc:
+            # workers started together on a fresh database race to create Optuna's tables; the
+            # losers' CREATE fails once the winner's commits, and a retry finds the tables there
+            if attempt == SCHEMA_RETRIES:
+                raise StudyError(f"cannot open storage {url}: {_first_line(exc)}") from None
+            time.sleep(0.2 * (attempt + 1) + random.random() * 0.2)
+        except ImportError as exc:  # the URL names a database whose Python driver is absent
+            raise StudyError(f"cannot open storage {url}: {_missing_driver(url, exc)}") from None
+        except Exception as exc:  # server down, bad URL, unwritable file: one line
+            raise StudyError(f"cannot open storage {url}: {_first_line(exc)}") from None
     if url.startswith("sqlite:"):
         from sqlalchemy import event
 
@@ -254,11 +304,16 @@ def _study_attrs(space: SearchSpace, budget: Budget, proxy: Any, opts: RunOption
 
 
 def _check_compatible(study: optuna.Study, space: SearchSpace, proxy: Any) -> None:
-    """A resumed study must have been made by the same space and proxy (comparable accuracies)."""
+    """A resumed study must have been made by the same space and proxy (comparable accuracies).
+
+    ``space_yaml`` is the study attribute a run writes last, and before any trial (see
+    :meth:`_Search.open`): trials read first imply the attributes; ``space_yaml`` implies the rest.
+    """
+    has_trials = bool(study.get_trials(deepcopy=False))
     ua = study.user_attrs
     name = study.study_name
     if "space_yaml" not in ua:
-        if study.get_trials(deepcopy=False):
+        if has_trials:
             raise StudyError(f"study {name!r} was not created by mvsearch run; pick another --study name")
         return
     try:
@@ -315,12 +370,7 @@ class _Search:
     # ------------------------------------------------------------ set-up
     def prepare(self) -> None:
         """Everything that can fail on bad input, before the study is created or touched."""
-        if self.opts.sampler not in SAMPLERS:
-            raise StudyError(f"--sampler: unknown {self.opts.sampler!r}; known: {', '.join(SAMPLERS)}")
-        if self.opts.pruner not in PRUNERS:
-            raise StudyError(f"--pruner: unknown {self.opts.pruner!r}; known: {', '.join(PRUNERS)}")
-        if self.opts.trials < 1:
-            raise StudyError(f"--trials: must be a positive integer, got {self.opts.trials}")
+        check_options(self.opts)
         rng = self.space.cost_range()
         check_reachable(self.budget, min_flops=rng.min_flops, max_flops=rng.max_flops,
                         min_params=rng.min_params, where=f"space {self.space.name!r}")
@@ -348,13 +398,16 @@ class _Search:
                                              sampler=self.sampler, pruner=self.pruner, load_if_exists=True)
         except Exception as exc:
             raise StudyError(f"cannot create or load study {self.name!r} in {self.url}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                             f"{_first_line(exc)}") from None
         if len(self.study.directions) != 1 or self.study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise StudyError(f"study {self.name!r} is not a single-objective maximize study; use another --study")
         _check_compatible(self.study, self.space, self.proxy)
         self.existing = len(self.study.get_trials(deepcopy=False))
-        for k, v in _study_attrs(self.space, self.budget, self.proxy, self.opts).items():
-            if self.study.user_attrs.get(k) != v:
+        attrs = _study_attrs(self.space, self.budget, self.proxy, self.opts)
+        attrs["space_yaml"] = attrs.pop("space_yaml")  # last: a worker starting now checks against it
+        have = self.study.user_attrs
+        for k, v in attrs.items():
+            if have.get(k) != v:
                 self.study.set_user_attr(k, v)
         stale = fail_stale_trials(self.study, unowned=self.url.startswith("sqlite:"))
         if stale:
@@ -417,9 +470,16 @@ class _Search:
         def on_epoch(stats: Any) -> None:
             curve.append(float(stats.val_accuracy))
             last.update(images_per_s=stats.images_per_s, wall_s=stats.wall_s)
-            trial.report(float(stats.val_accuracy), stats.epoch)
-            self.rep.epoch(trial.number, stats.epoch, float(stats.val_accuracy))
-            if preset is None and stats.epoch < self.tcfg.epochs and trial.should_prune():
+            self.interrupt.training = False  # a Ctrl-C now waits: never abort a storage write halfway
+            try:
+                trial.report(float(stats.val_accuracy), stats.epoch)
+                self.rep.epoch(trial.number, stats.epoch, float(stats.val_accuracy))
+                prune = preset is None and stats.epoch < self.tcfg.epochs and trial.should_prune()
+            finally:
+                self.interrupt.training = True
+            if self.interrupt.requested:
+                raise KeyboardInterrupt
+            if prune:
                 raise optuna.TrialPruned()
 
         state, error, result = TrialState.COMPLETE, "", None
@@ -531,7 +591,11 @@ class _Search:
                        self.space.proxy_warnings(self.proxy))
         self.rep.start(info)
         trained = 0
-        with self.interrupt, warnings.catch_warnings():
+        from mvsearch.train import cpu_threads
+
+        # --threads bounds everything the run computes (fvcore counts, latency), not only training:
+        # on a busy machine more threads than free cores make each op many times slower
+        with self.interrupt, cpu_threads(self.opts.threads), warnings.catch_warnings():
             warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
             try:
                 while trained < self.opts.trials or self._waiting_baselines():
@@ -575,4 +639,5 @@ def best_trials(study: optuna.Study, per_tier: int = 3) -> list[Any]:
 
 
 __all__ = ["RunOptions", "RunInfo", "RunSummary", "TrialOutcome", "Reporter", "run_search", "open_storage",
-           "fail_stale_trials", "weights_dir", "best_trials", "SAMPLERS", "PRUNERS", "format_flops"]
+           "fail_stale_trials", "weights_dir", "best_trials", "check_options", "SAMPLERS", "PRUNERS", "DEVICES",
+           "format_flops"]

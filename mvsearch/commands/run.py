@@ -94,7 +94,9 @@ def _table(study, summary) -> None:
                        f"{format_count(r.params):>8}  {r.preset or r.summary()}")
     s = summary
     trained = s.count("COMPLETE") + s.count("PRUNED") + s.count("FAIL")
-    click.echo(f"this run: {trained} trained ({s.count('COMPLETE')} complete, {s.count('PRUNED')} pruned, "
+    baselines = sum(1 for o in s.outcomes if o.baseline)
+    also = f" incl. {baselines} baseline{'s' if baselines != 1 else ''}" if baselines else ""
+    click.echo(f"this run: {trained} trained{also} ({s.count('COMPLETE')} complete, {s.count('PRUNED')} pruned, "
                f"{s.count('FAIL')} failed), {s.rejected} rejected by the budget gate, "
                f"{s.screened} start-up draws screened out; {_dur(s.wall_s)}")
     click.echo(f"list them: mvsearch trials --study {s.study_name}"
@@ -112,14 +114,16 @@ def _table(study, summary) -> None:
                                          "do not count). Default: the space's search.trials.")
 @click.option("--timeout", help="Stop starting new trials after this long, e.g. 2h, 30m, 90s.")
 @click.option("--study", "study_name", help="Study name (default: the space's name). Same name: resume.")
-@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db; "
-                                "postgresql://... for several machines).")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db; for several "
+                                "machines postgresql+psycopg2://USER@HOST/DB, or postgresql:// with psycopg 3).")
 @click.option("--data", help="Data spec for the proxy training (default: the space's proxy.data).")
 @click.option("--seed", type=int, help="Sampler and training seed (default: the space's search.seed).")
-@click.option("--sampler", type=click.Choice(["tpe", "random", "nsga2"]), help="Default: the space's.")
-@click.option("--pruner", type=click.Choice(["hyperband", "median", "none"]), help="Default: the space's.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training.")
+# names checked by the library (mvsearch.search.check_options): a wrong one is one line, exit 2
+@click.option("--sampler", metavar="[tpe|random|nsga2]", help="Default: the space's search.sampler.")
+@click.option("--pruner", metavar="[hyperband|median|none]", help="Default: the space's search.pruner.")
+@click.option("--device", metavar="[auto|cpu|cuda]", default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the run (training and counting); "
+                                                             "on a shared machine, at most the free cores.")
 @click.option("--with-baselines", is_flag=True, help="Also train the paper presets (scaled to the space's "
                                                      "classes) under the same proxy, tagged as baselines.")
 @click.option("--save-weights", is_flag=True, help="Save each trained proxy network under studies/<study>-weights/.")

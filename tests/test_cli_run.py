@@ -1,0 +1,419 @@
+"""``mvsearch run`` and ``mvsearch trials`` end to end: real searches, real Optuna SQLite storage.
+
+One search (the ``searched`` fixture) serves most tests: the tiny space with a proxy that learns
+the synthetic task in 4 short epochs, a 3M-FLOP budget that about half the space exceeds (so the
+budget gate rejects candidates), Hyperband pruning, saved weights and per-trial latency. Resuming
+works on a copy of its database. Ctrl-C is a real SIGINT to a real subprocess.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+import mvsearch
+from mvsearch.arch import PRESETS, ArchConfig, get_preset
+from mvsearch.cli import main
+from mvsearch.cost import count
+from mvsearch.data import load_data, proxy_split
+from mvsearch.latency_store import Store
+from mvsearch.model import build_model
+from mvsearch.proxy import proxy_arch
+from mvsearch.space import load_space
+from mvsearch.study import ATTR
+from mvsearch.train import evaluate
+from tests.test_search import DATA, write_space
+
+REPO = Path(__file__).resolve().parents[1]
+BUDGET = 3_000_000  # --budget 3M: about half of the tiny space lies above it
+TRIALS = 6
+RES = (64, 64)  # the tiny space's deployment resolution
+
+runner = CliRunner()
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def invoke(*args: object):
+    return runner.invoke(main, [str(a) for a in args])
+
+
+def run_args(space: Path, url: str, *extra: object) -> list[object]:
+    return ["run", "--space", space, "--budget", "3M", "--data", DATA, "--storage", url, "--threads", 1,
+            "--seed", 0, *extra]
+
+
+def assert_one_line_error(r, *words: str) -> None:
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    assert "Traceback" not in r.output
+
+
+def copy_db(url: str, dest: Path) -> str:
+    """A consistent copy of a SQLite study (the backup API also copies what is still in the WAL)."""
+    src = sqlite3.connect(url[len("sqlite:///"):])
+    dst = sqlite3.connect(dest)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    return f"sqlite:///{dest}"
+
+
+def trials_of(url: str, name: str = "e2e") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+def is_trained(t: optuna.trial.FrozenTrial) -> bool:
+    return not t.user_attrs.get("over_budget")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # the searches run with --threads 1; the tests' own counting and evaluation do likewise, since
+    # on a shared 2-core machine two threads per op are many times slower than one
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------- the search every test reads
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    space = write_space(tmp)
+    url = f"sqlite:///{tmp / 'e2e.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MVSEARCH_CACHE", str(tmp_path_factory.getbasetemp() / "mvsearch-cache"))
+        r = invoke(*run_args(space, url, "--trials", TRIALS, "--pruner", "hyperband", "--save-weights",
+                             "--measure-latency"))
+    assert r.exit_code == 0, r.output
+    return SimpleNamespace(result=r, url=url, space=space, tmp=tmp, trials=trials_of(url))
+
+
+def test_run_trains_exactly_the_asked_trials_and_reports_rejections(searched):
+    trained = [t for t in searched.trials if is_trained(t)]
+    rejected = [t for t in searched.trials if not is_trained(t)]
+    assert len(trained) == TRIALS  # rejections do not count towards --trials
+    assert len(rejected) >= 1  # this search does meet over-budget candidates
+    out = searched.result.stdout
+    assert f"this run: {TRIALS} trained" in out and f"{len(rejected)} rejected by the budget gate" in out
+    assert sum("rejected" in line and "not trained" in line for line in out.splitlines()) == len(rejected)
+    assert "best trials" in out
+
+
+def test_every_trained_trial_is_within_budget_by_fvcore(searched):
+    for t in filter(is_trained, searched.trials):
+        cfg = ArchConfig.from_dict(t.user_attrs["arch"])
+        fv = count(cfg, RES, thop=False)
+        assert t.user_attrs["flops"] == fv.flops <= BUDGET  # what is recorded is fvcore's count
+        assert t.user_attrs["params"] == fv.params
+
+
+def test_over_budget_candidates_are_never_trained(searched):
+    weights = searched.tmp / "e2e-weights"
+    for t in searched.trials:
+        if is_trained(t):
+            continue
+        ua = t.user_attrs
+        assert t.state == TrialState.PRUNED and ua["over_budget"] is True
+        assert ua["flops"] > BUDGET and "> budget 3M" in ua["reject_reason"]
+        assert ua["accuracy_curve"] == [] and t.intermediate_values == {}
+        assert ua["images_per_s"] is None and ua["thop_macs"] is None
+        assert not (weights / f"trial_{t.number}.pt").exists()
+
+
+def test_pruning_stops_some_trials_early(searched):
+    pruned = [t for t in searched.trials if is_trained(t) and t.state == TrialState.PRUNED]
+    assert pruned
+    for t in pruned:
+        assert 1 <= len(t.user_attrs["accuracy_curve"]) < 4
+    complete = [t for t in searched.trials if t.state == TrialState.COMPLETE]
+    assert complete and all(len(t.user_attrs["accuracy_curve"]) == 4 for t in complete)
+
+
+def test_every_trained_trial_records_every_attribute(searched):
+    space = load_space(searched.space)
+    proxy = space.proxy_settings(data=DATA)
+    for t in filter(is_trained, searched.trials):
+        ua = t.user_attrs
+        assert set(ATTR) <= set(ua), set(ATTR) - set(ua)  # weights included: --save-weights was on
+        cfg = ArchConfig.from_dict(ua["arch"])
+        assert space.contains(cfg) and json.loads(json.dumps(ua["arch"])) == cfg.to_dict()
+        assert ua["proxy_arch"] == proxy_arch(cfg, proxy, 4).to_dict()
+        assert ua["thop_macs"] > 0 and ua["activations"] > 0 and ua["resolution"] == list(RES)
+        assert ua["tier"] == "3M" and ua["baseline"] is False and ua["preset"] is None
+        curve = ua["accuracy_curve"]
+        assert curve == [t.intermediate_values[e] for e in range(1, len(curve) + 1)]
+        assert all(0.0 <= a <= 1.0 for a in curve)
+        if t.state == TrialState.COMPLETE:
+            assert t.value == curve[-1]
+        assert ua["images_per_s"] > 0 and ua["wall_s"] > 0
+        assert ua["seed"] == 0 and ua["data"] == DATA and ua["proxy"] == proxy.to_dict()
+        assert ua["mvsearch_version"] == mvsearch.__version__
+
+
+def test_accuracies_differ_between_candidates(searched):
+    # guards the test space: with equal accuracies everywhere the pruning tests would prove nothing
+    finals = {t.user_attrs["accuracy_curve"][-1] for t in filter(is_trained, searched.trials)}
+    assert len(finals) > 1
+
+
+def test_the_database_opens_with_plain_optuna(searched):
+    study = optuna.load_study(study_name="e2e", storage=searched.url)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.best_trial.value == max(t.value for t in searched.trials if t.state == TrialState.COMPLETE)
+    # Optuna's own command line (its console script's entry point, whatever PATH holds)
+    optuna_cli = [sys.executable, "-c", "import sys; from optuna.cli import main; sys.exit(main())"]
+    out = subprocess.run([*optuna_cli, "studies", "--storage", searched.url, "-f", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    listed = json.loads(out)
+    assert [s["name"] for s in listed] == ["e2e"] and listed[0]["n_trials"] == len(searched.trials)
+
+
+def test_saved_weights_load_into_the_proxy_network_and_reproduce_its_accuracy(searched):
+    data = load_data(DATA, resolution=32)
+    split = proxy_split(data, train_samples=256, val_samples=128, seed=0)
+    for t in filter(is_trained, searched.trials):
+        path = Path(t.user_attrs["weights"])
+        assert path.parent == searched.tmp / "e2e-weights" and path.name == f"trial_{t.number}.pt"
+        state = torch.load(path, weights_only=True)
+        model = build_model(ArchConfig.from_dict(t.user_attrs["proxy_arch"]))
+        expected = model.state_dict()
+        assert list(state) == list(expected)
+        assert all(state[k].shape == expected[k].shape for k in state)
+        model.load_state_dict(state, strict=True)
+        acc, _ = evaluate(model, split.val_x, split.val_y)
+        assert acc == pytest.approx(t.user_attrs["accuracy_curve"][-1], abs=1.5 / 128)
+
+
+def test_measure_latency_records_every_completed_trial(searched):
+    with Store(searched.url) as store:
+        recs = {r.subject: r for r in store.records("e2e")}
+    complete = [t.number for t in searched.trials if t.state == TrialState.COMPLETE]
+    assert {f"trial:{n}" for n in complete} <= set(recs)
+    for n in complete:
+        r = recs[f"trial:{n}"]
+        assert r.median_ms > 0 and r.q1_ms <= r.median_ms <= r.q3_ms and r.count >= 3 and r.ratio_xxs > 0
+        assert r.resolution == RES
+
+
+# ---------------------------------------------------------------------- mvsearch trials
+def test_trials_json_is_one_list_of_objects(searched):
+    r = invoke("trials", "--storage", searched.url, "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    trained = [t for t in searched.trials if is_trained(t)]
+    assert isinstance(rows, list) and [row["number"] for row in rows] == [t.number for t in trained]
+    for row, t in zip(rows, trained):
+        assert {"number", "state", "accuracy", "flops", "params", "arch", "baseline"} <= set(row)
+        assert row["state"] == t.state.name and row["flops"] == t.user_attrs["flops"]
+        assert row["arch"] == t.user_attrs["arch"] and row["baseline"] is False
+        assert row["accuracy"] == t.user_attrs["accuracy_curve"][-1]
+    r = invoke("trials", "--storage", searched.url, "--format", "json", "--rejected")
+    assert len(json.loads(r.stdout)) == len(searched.trials)
+    assert {row["state"] for row in json.loads(r.stdout)} >= {"REJECTED", "COMPLETE", "PRUNED"}
+
+
+def test_trials_csv_parses_with_pandas(searched):
+    r = invoke("trials", "--storage", searched.url, "--study", "e2e", "--format", "csv", "--sort", "accuracy")
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(io.StringIO(r.stdout))
+    assert {"number", "state", "tier", "accuracy", "flops", "params", "arch", "baseline"} <= set(df.columns)
+    assert len(df) == TRIALS and list(df["accuracy"]) == sorted(df["accuracy"], reverse=True)
+    assert (df["flops"] <= BUDGET).all() and set(df["tier"]) == {"3M"}
+
+
+def test_trials_table_shows_every_trained_trial(searched):
+    r = invoke("trials", "--storage", searched.url)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].split()[:4] == ["number", "state", "tier", "accuracy"]
+    assert [int(line.split()[0]) for line in lines[1:]] == [t.number for t in searched.trials if is_trained(t)]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--study", "e2f"], ["no study named 'e2f'", "did you mean 'e2e'"]),
+    (["--storage", "foo://bar"], ["cannot open storage foo://bar"]),
+    (["--storage", "sqlite:////nonexistent/dir/x.db"], ["no study database at /nonexistent/dir/x.db"]),
+])
+def test_trials_errors_are_one_line(searched, args, words):
+    if "--storage" not in args:
+        args = ["--storage", searched.url, *args]
+    assert_one_line_error(invoke("trials", *args), *words)
+
+
+# ---------------------------------------------------------------------- resuming
+def test_a_rerun_resumes_the_study_and_adds_trials(searched, tmp_path):
+    url = copy_db(searched.url, tmp_path / "e2e.db")
+    before = trials_of(url)
+    r = invoke(*run_args(searched.space, url, "--trials", 2))
+    assert r.exit_code == 0, r.output
+    assert f"resuming, {len(before)} trials so far" in r.stdout
+    after = trials_of(url)
+    assert [t.number for t in after[:len(before)]] == [t.number for t in before]
+    assert [t.state for t in after[:len(before)]] == [t.state for t in before]
+    added = [t for t in after[len(before):] if is_trained(t)]
+    assert len(added) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in added)
+    # a resumed run proposes new candidates, not the start-up draws of the first run again
+    old = [t.user_attrs["arch"] for t in before if is_trained(t)]
+    assert not any(t.user_attrs["arch"] in old for t in added)
+
+
+def test_resuming_with_another_space_is_refused(searched, tmp_path):
+    url = copy_db(searched.url, tmp_path / "e2e.db")
+    other = write_space(tmp_path, arch={"stem": [8, 32]})  # same name, one knob different
+    r = invoke(*run_args(other, url, "--trials", 1))
+    assert_one_line_error(r, "study 'e2e' was created with a different search space", "--study")
+    assert len(trials_of(url)) == len(searched.trials)
+
+
+# ---------------------------------------------------------------------- baselines
+def test_with_baselines_trains_the_paper_presets_under_the_same_proxy(tmp_path):
+    # a proxy small enough that mobilevit_s trains in about a second: 32 images, one epoch
+    space = write_space(tmp_path, "base", data="synthetic:classes=4,samples=64", epochs=1, train_samples=32,
+                        val_samples=16)
+    url = f"sqlite:///{tmp_path / 'base.db'}"
+    args = ["run", "--space", space, "--budget", "3M", "--storage", url, "--threads", 1, "--trials", 1,
+            "--pruner", "none", "--with-baselines"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert "baselines queued: mobilevit_xxs, mobilevit_xs, mobilevit_s" in r.stdout
+    assert "this run: 4 trained incl. 3 baselines (" in r.stdout
+    trials = trials_of(url, "base")
+    base = [t for t in trials if t.user_attrs.get("baseline")]
+    searched = [t for t in trials if not t.user_attrs.get("baseline") and is_trained(t)]
+    assert sorted(t.user_attrs["preset"] for t in base) == sorted(PRESETS) and len(searched) == 1
+    for t in base:
+        name = t.user_attrs["preset"]
+        assert t.state == TrialState.COMPLETE and len(t.user_attrs["accuracy_curve"]) == 1
+        assert t.user_attrs["arch"] == get_preset(name, 10).to_dict()  # scaled to the space's classes
+        pa = t.user_attrs["proxy_arch"]
+        assert (pa["stem_stride"], pa["num_classes"]) == (1, 4)  # the proxy's stride, the data's classes
+        assert t.user_attrs["proxy"] == searched[0].user_attrs["proxy"]  # exactly the same proxy
+        assert t.user_attrs["flops"] == count(get_preset(name, 10), RES, thop=False).flops
+    # every preset also shows in the closing table of best trials
+    assert all(name in r.stdout.split("best trials")[1] for name in PRESETS)
+    # a second run with --with-baselines does not train them again
+    r = invoke(*args)
+    assert r.exit_code == 0 and "baselines queued" not in r.stdout
+    assert sum(1 for t in trials_of(url, "base") if t.user_attrs.get("baseline")) == 3
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize("extra, words", [
+    (["--trials", 0], ["--trials: must be a positive integer, got 0"]),
+    (["--timeout", "soon"], ["--timeout: cannot read 'soon'", "2h"]),
+    (["--timeout", "0s"], ["--timeout: must be positive"]),
+    (["--sampler", "grid"], ["--sampler: unknown 'grid'", "tpe, random, nsga2"]),
+    (["--pruner", "asha"], ["--pruner: unknown 'asha'", "hyperband, median, none"]),
+    (["--device", "gpu"], ["--device: unknown 'gpu'", "auto, cpu, cuda"]),
+    (["--budget", "lots"], ["--budget: cannot read 'lots'"]),
+    (["--budget", "100k"], ["below the cheapest architecture", "951k"]),
+    (["--budget", "8M,100M"], ["tier 0.1G cannot be reached", "7.13M"]),
+    (["--max-params", "1k"], ["--max-params 1k is below the smallest architecture"]),
+    (["--tiers", "phone"], ["--tiers: unknown tier set 'phone'"]),
+    (["--data", "fashion-mnistt"], ["unknown dataset 'fashion-mnistt'", "did you mean fashion-mnist"]),
+])
+def test_run_errors_are_one_line_and_write_nothing(tmp_path, extra, words):
+    space = write_space(tmp_path)
+    url = f"sqlite:///{tmp_path / 'studies' / 'e2e.db'}"
+    args = run_args(space, url, "--trials", 1)
+    for opt in ("--budget", "--data"):  # a test's own value replaces the default one
+        if opt in extra:
+            i = args.index(opt)
+            del args[i:i + 2]
+    if "--tiers" in extra:
+        del args[args.index("--budget"):args.index("--budget") + 2]
+    assert_one_line_error(invoke(*args, *extra), *words)
+    assert not (tmp_path / "studies").exists()
+
+
+def test_an_unknown_space_is_one_line(tmp_path):
+    assert_one_line_error(invoke("run", "--space", "nosuchspace", "--storage", f"sqlite:///{tmp_path}/x.db"),
+                          "nosuchspace")
+
+
+def test_an_unwritable_storage_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = invoke(*run_args(write_space(tmp_path), f"sqlite:///{blocker / 'sub' / 'e2e.db'}", "--trials", 1))
+    assert_one_line_error(r, "cannot create the folder", "writable folder")
+    assert blocker.read_text() == "x"
+
+
+def test_a_missing_postgresql_server_is_one_line(tmp_path):
+    r = invoke(*run_args(write_space(tmp_path), "postgresql+psycopg2://mvsearch@127.0.0.1:1/none", "--trials", 1))
+    assert_one_line_error(r, "cannot open storage postgresql+psycopg2://", "127.0.0.1")
+
+
+# ---------------------------------------------------------------------- Ctrl-C
+def _running_trial(db: Path) -> int | None:
+    """The number of a RUNNING trial that has started training (its architecture is recorded)."""
+    if not db.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            row = con.execute("SELECT t.number FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+                              "WHERE t.state = 'RUNNING' AND a.key = 'proxy_arch'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:  # tables not created yet
+        return None
+    return row[0] if row else None
+
+
+def test_ctrl_c_leaves_a_consistent_study_that_a_rerun_resumes(tmp_path):
+    space = write_space(tmp_path)
+    env = {**os.environ, "MVSEARCH_STUDIES": str(tmp_path / "studies"), "PYTHONUNBUFFERED": "1"}
+    # the same command twice: many trials, but --timeout stops the rerun after its first one
+    cmd = [sys.executable, "-m", "mvsearch", "run", "--space", str(space), "--budget", "3M", "--data", DATA,
+           "--trials", "50", "--timeout", "2s", "--threads", "1"]
+    db = tmp_path / "studies" / "e2e.db"  # the default storage, under MVSEARCH_STUDIES
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        number = None
+        while number is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            number = _running_trial(db)
+        assert number is not None, "no trial started training"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err
+    url = f"sqlite:///{db}"
+    study = optuna.load_study(study_name="e2e", storage=url)
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    stopped = trials[number]
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["interrupted"] is True
+
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming, {len(trials)} trials so far" in again.stdout
+    assert "--timeout 2s reached" in again.stdout
+    after = optuna.load_study(study_name="e2e", storage=url).get_trials()
+    new = [t for t in after[len(trials):] if is_trained(t)]
+    assert len(new) >= 1 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in new)
+    assert not [t for t in after if t.state == TrialState.RUNNING]
