@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 
 import pytest
+
+import mvsearch  # noqa: F401  (before torch: sets OMP_WAIT_POLICY, which OpenMP reads at load)
 import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
