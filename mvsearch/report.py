@@ -192,7 +192,7 @@ def write_pareto(p: Pareto, path: str | Path, *, png: bool = False) -> Path:
 
 # ---------------------------------------------------------------------- the study report
 SUMMARY_KEYS = {
-    "space": "space", "space_file": "space file", "budgets": "budgets", "budget": "budget", "tiers": "tiers",
+    "space": "space", "space_file": "space file", "budget": "budget", "tiers": "tiers",
     "max_params": "max params", "resolution": "deployment resolution",
     "deployment_resolution": "deployment resolution", "num_classes": "classes", "data": "data",
     "proxy": "proxy", "sampler": "sampler", "pruner": "pruner", "seed": "seed",
@@ -247,7 +247,8 @@ def _summary(study: Any, name: str, url: str, recs_all: Sequence[TrialRecord], p
              device: Any, proxy_epochs: int | None) -> str:
     ua = dict(study.user_attrs)
     items = [(label, _fmt(ua[k])) for k, label in SUMMARY_KEYS.items() if k in ua]
-    items += [(k, _fmt(v)) for k, v in ua.items() if k not in SUMMARY_KEYS]
+    # the budget's machine form repeats "budget"; the space file is shown whole below the list
+    items += [(k, _fmt(v)) for k, v in ua.items() if k not in SUMMARY_KEYS and k not in ("budgets", "space_yaml")]
     recs = [r for r in recs_all if not r.over_budget]
     trained = [r for r in recs if r.trained]
     wall = sum(float(r.user_attrs.get("wall_s") or r.duration_s or 0.0) for r in trained)
@@ -262,7 +263,10 @@ def _summary(study: Any, name: str, url: str, recs_all: Sequence[TrialRecord], p
                           + (f", {saved} epochs saved by pruning (of {full} per trial)" if full else "")),
         ("latency device", device.label() if device is not None else "none measured"),
     ]
-    return "<dl>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in items) + "</dl>"
+    html = "<dl>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in items) + "</dl>"
+    if isinstance(ua.get("space_yaml"), str):
+        html += f"<details><summary>the search space file</summary><pre>{_esc(ua['space_yaml'])}</pre></details>"
+    return html
 
 
 def build_report(study_name: str | None = None, storage: str | None = None, *, backend: str | None = None) -> Report:
