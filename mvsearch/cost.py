@@ -70,7 +70,7 @@ _SDPA = "aten::scaled_dot_product_attention"
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module):
+def eval_mode(model: nn.Module):
     """Eval mode for the duration; every submodule's own flag restored afterwards."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -108,7 +108,7 @@ def fvcore_flops(model: nn.Module, resolution: Any = 256) -> int:
     from fvcore.nn import FlopCountAnalysis
 
     res = parse_resolution(resolution)
-    with _eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+    with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fca = _quiet(FlopCountAnalysis(model, _input(model, res)).set_op_handle(_SDPA, _sdpa_flops))
         return int(fca.total())
@@ -145,7 +145,7 @@ def count(target: ArchConfig | nn.Module, resolution: Any = 256, *, thop: bool =
         from mvsearch.arch import check_resolution
 
         check_resolution(target, res)
-    with _eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+    with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fca, aca = _analyses(model, res)
         total = int(fca.total())
@@ -172,4 +172,4 @@ def count(target: ArchConfig | nn.Module, resolution: Any = 256, *, thop: bool =
     )
 
 
-__all__ = ["Cost", "StageCost", "count", "fvcore_flops", "thop_macs", "PAPER_FLOPS", "PAPER_PARAMS"]
+__all__ = ["Cost", "StageCost", "count", "fvcore_flops", "thop_macs", "eval_mode", "PAPER_FLOPS", "PAPER_PARAMS"]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from mvsearch.arch import parse_resolution
+from mvsearch.cost import eval_mode  # re-exported: export.py uses it from here
 from mvsearch.errors import ExportError, MvsearchError
 
 MIN_OPSET, TORCHSCRIPT_MAX_OPSET, MAX_OPSET = 17, 20, 23
@@ -37,18 +38,6 @@ def _need(module: str):
         return importlib.import_module(module)
     except ModuleNotFoundError:
         raise ExportError(f"ONNX export needs the {module} package: pip install onnx onnxruntime onnxscript") from None
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Eval mode for the duration; every submodule's own flag restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def example_input(model: nn.Module, batch: int, resolution: tuple[int, int], seed: int = 0) -> torch.Tensor:
