@@ -286,7 +286,7 @@ class SearchSpec(_Model):
 
     trials: int = 20  # trained trials per run (budget rejections do not count)
     sampler: Literal["tpe", "random", "nsga2"] = "tpe"
-    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    pruner: Literal["hyperband", "median", "none"] = "median"
     budget: Optional[_Count] = None  # e.g. "1.5GFLOPs" or "0.42G,1.05G,2.0G" (or a plain number)
     tiers: Optional[str] = None  # "paper"
     max_params: Optional[_Count] = None  # e.g. "2.3M" (or a plain number: 2300000)
