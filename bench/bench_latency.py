@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 
+import mvsearch  # noqa: F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE, as the CLI does)
 import torch
 
 from mvsearch.arch import get_preset
