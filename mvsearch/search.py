@@ -445,14 +445,14 @@ class _Search:
                                         cost.flops, cost.params, attrs["wall_s"], cfg.summary(), reason))
 
     def _train(self, trial: optuna.Trial, cfg: ArchConfig, tier: str | None, preset: str | None,
-               t0: float) -> TrialOutcome:
+               t0: float, quick: Any) -> TrialOutcome:
+        """Train an accepted candidate; ``quick`` is the analytic count the budget gate used."""
         from mvsearch.cost import count
         from mvsearch.model import build_model
         from mvsearch.proxy import proxy_arch
         from mvsearch.train import train
 
         cost = count(cfg, self.res)  # fvcore + thop, once per trained trial
-        quick = analytic_cost(cfg, self.res)
         if (quick.flops, quick.params) != (cost.flops, cost.params):
             self.rep.note(f"trial {trial.number}: analytic count {quick.flops:,} FLOPs differs from fvcore's "
                           f"{cost.flops:,}; recording fvcore's (please report this)")
@@ -544,7 +544,7 @@ class _Search:
                 verdict = self.budget.check(quick.flops, quick.params, t)
                 for k, v in verdict.constraints.items():
                     trial.set_constraint(k, v)
-                outcome = self._train(trial, cfg, t.label if t else None, preset, t0)
+                outcome = self._train(trial, cfg, t.label if t else None, preset, t0, quick)
                 told = True
                 self.summary.outcomes.append(outcome)
                 self.rep.trial_end(outcome)
@@ -563,7 +563,7 @@ class _Search:
                 told = True
                 return False
             self.rejects_in_a_row = 0
-            outcome = self._train(trial, cfg, tier.label, None, t0)
+            outcome = self._train(trial, cfg, tier.label, None, t0, quick)
             told = True
             self.summary.outcomes.append(outcome)
             self.rep.trial_end(outcome)
