@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from mvsearch.errors import ArchError
+from mvsearch.errors import ArchError, first_line
 
 VIT_STAGES = ("layer3", "layer4", "layer5")
 MV2_STAGES = ("layer1", "layer2")
@@ -100,7 +100,7 @@ class ArchConfig:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark is not None else ""
-            raise ArchError(f"{where or 'config'}{line}: not valid YAML ({_first_line(exc)})") from None
+            raise ArchError(f"{where or 'config'}{line}: not valid YAML ({first_line(exc)})") from None
         return _from_dict(data, where)
 
     @classmethod
@@ -194,10 +194,6 @@ def check_resolution(cfg: ArchConfig, resolution: Any) -> tuple[int, int]:
 # ---------------------------------------------------------------------- validation
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _positive_int(path: str, v: Any) -> None:

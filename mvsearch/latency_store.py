@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from mvsearch.arch import parse_resolution
-from mvsearch.errors import MvsearchError, StudyError
+from mvsearch.errors import MvsearchError, StudyError, first_line
 from mvsearch.latency import Device, Timing
 
 
@@ -118,7 +118,7 @@ class Store:
         try:
             self.engine = create_engine(storage, **kw)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
-            raise StudyError(f"cannot open storage {storage}: {_first_line(exc)}") from None
+            raise StudyError(f"cannot open storage {storage}: {first_line(exc)}") from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -138,13 +138,13 @@ class Store:
                 s.commit()
             except SQLAlchemyError as exc:
                 s.rollback()
-                raise StudyError(f"latency storage {self.url}: {_first_line(exc)}") from None
+                raise StudyError(f"latency storage {self.url}: {first_line(exc)}") from None
 
     def _has_tables(self) -> bool:
         try:
             return inspect(self.engine).has_table(LatencyRow.__tablename__)
         except SQLAlchemyError as exc:
-            raise StudyError(f"cannot open storage {self.url}: {_first_line(exc)}") from None
+            raise StudyError(f"cannot open storage {self.url}: {first_line(exc)}") from None
 
     def put(self, study_name: str, subject: str, device: Device, resolution: Any, timing: Timing,
             reference: Timing) -> LatencyRecord:
@@ -152,7 +152,7 @@ class Store:
         try:
             _Base.metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise StudyError(f"latency storage {self.url}: {_first_line(exc)}") from None
+            raise StudyError(f"latency storage {self.url}: {first_line(exc)}") from None
         h, w = parse_resolution(resolution)
         kind, _, name = subject.partition(":")
         with self.session() as s:
@@ -198,11 +198,6 @@ class Store:
             c[1] = max(c[1], r.measured_at)
         ranked = sorted(counts.items(), key=lambda kv: (kv[1][0], kv[1][1]), reverse=True)
         return [(d, c[0]) for d, c in ranked]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def pick_device(storage: str, study_name: str, backend: str | None = None) -> Device | None:

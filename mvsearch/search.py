@@ -37,7 +37,7 @@ from mvsearch import __version__
 from mvsearch.analytic import analytic_cost
 from mvsearch.arch import PRESETS, ArchConfig, get_preset
 from mvsearch.budget import Budget, Tier, check_reachable, format_flops
-from mvsearch.errors import MvsearchError, NonFiniteLossError, StudyError
+from mvsearch.errors import MvsearchError, NonFiniteLossError, StudyError, first_line
 from mvsearch.space import SearchSpace, parse_space
 from mvsearch.study import default_storage
 from mvsearch.tiers import TierPruner, TierSampler, make_pruner
@@ -151,11 +151,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _missing_driver(url: str, exc: BaseException) -> str:
     """Why a storage URL's database driver failed to import, and what to install or write instead."""
     cause = exc.__cause__ or exc.__context__
@@ -186,12 +181,12 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             # workers started together on a fresh database race to create Optuna's tables; the
             # losers' CREATE fails once the winner's commits, and a retry finds the tables there
             if attempt == SCHEMA_RETRIES:
-                raise StudyError(f"cannot open storage {url}: {_first_line(exc)}") from None
+                raise StudyError(f"cannot open storage {url}: {first_line(exc)}") from None
             time.sleep(0.2 * (attempt + 1) + random.random() * 0.2)
         except ImportError as exc:  # the URL names a database whose Python driver is absent
             raise StudyError(f"cannot open storage {url}: {_missing_driver(url, exc)}") from None
         except Exception as exc:  # server down, bad URL, unwritable file: one line
-            raise StudyError(f"cannot open storage {url}: {_first_line(exc)}") from None
+            raise StudyError(f"cannot open storage {url}: {first_line(exc)}") from None
     if url.startswith("sqlite:"):
         from sqlalchemy import event
 
@@ -206,17 +201,6 @@ def weights_dir(storage: str, study_name: str) -> Path:
 
     base = Path(storage[len("sqlite:///"):]).parent if storage.startswith("sqlite:///") else STUDIES_DIR
     return base / f"{study_name}-weights"
-
-
-def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -398,7 +382,7 @@ class _Search:
                                              sampler=self.sampler, pruner=self.pruner, load_if_exists=True)
         except Exception as exc:
             raise StudyError(f"cannot create or load study {self.name!r} in {self.url}: "
-                             f"{_first_line(exc)}") from None
+                             f"{first_line(exc)}") from None
         if len(self.study.directions) != 1 or self.study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise StudyError(f"study {self.name!r} is not a single-objective maximize study; use another --study")
         _check_compatible(self.study, self.space, self.proxy)
@@ -450,7 +434,7 @@ class _Search:
         from mvsearch.cost import count
         from mvsearch.model import build_model
         from mvsearch.proxy import proxy_arch
-        from mvsearch.train import train
+        from mvsearch.train import save_state_dict, train
 
         cost = count(cfg, self.res)  # fvcore + thop, once per trained trial
         if (quick.flops, quick.params) != (cost.flops, cost.params):
@@ -501,7 +485,8 @@ class _Search:
             trial.set_user_attr("error", error)
         if self.opts.save_weights and state != TrialState.FAIL:
             path = weights_dir(self.url, self.name) / f"trial_{trial.number}.pt"
-            _save_weights(model, path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_state_dict(model, path)
             trial.set_user_attr("weights", str(path))
         wall = time.perf_counter() - t0
         trial.set_user_attr("wall_s", wall)

@@ -144,7 +144,7 @@ def parse_knob(v: Any, kind: str) -> Knob:
         return v
     if isinstance(v, Mapping):
         if kind != "int":
-            raise ValueError(f"ranges are for integer knobs; list the choices instead, e.g. [1, 2, 4]")
+            raise ValueError("ranges are for integer knobs; list the choices instead, e.g. [1, 2, 4]")
         for k in v:
             if k not in _RANGE_KEYS:
                 hint = difflib.get_close_matches(str(k), _RANGE_KEYS, n=1)

@@ -283,6 +283,26 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, *, batch_size: int, device
         model.train(was_training)
 
 
+def save_state_dict(model: nn.Module, path: str | os.PathLike) -> None:
+    """``model``'s state_dict (CPU tensors) written atomically: a temporary file, then os.replace.
+
+    A reader (or a crash) never sees half a file. The folder must exist.
+    """
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 # ---------------------------------------------------------------------- the trainer
 def train(model: nn.Module | ArchConfig, split: ProxySplit, cfg: TrainConfig, *, hflip: bool = True,
           callback: Callable[[EpochStats], bool | None] | None = None,
@@ -402,4 +422,4 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
 
 
 __all__ = ["TrainConfig", "EpochStats", "TrainResult", "train", "evaluate", "build_seeded", "augment", "to_float",
-           "resolve_device", "lr_at", "cpu_threads", "recalibrate_bn"]
+           "resolve_device", "lr_at", "cpu_threads", "recalibrate_bn", "save_state_dict"]

@@ -1,9 +1,7 @@
 """``mvsearch train``: one proxy training of a preset or config on real data."""
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from mvsearch.commands._common import load_arch_choice, print_json
 from mvsearch.errors import DataError, MvsearchError
 from mvsearch.data import load_data
 from mvsearch.proxy import ProxySettings, collapse_warnings, proxy_arch, run_proxy
-from mvsearch.train import evaluate
+from mvsearch.train import evaluate, save_state_dict
 
 _DEFAULT = ProxySettings()
 
@@ -37,19 +35,6 @@ class _Samples(click.ParamType):
         if n < 1:
             self.fail(f"expected a positive integer or 'all', got {n}", param, ctx)
         return n
-
-
-def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    """``state_dict`` (CPU tensors) written atomically: a temporary file, then os.replace."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command()
@@ -124,7 +109,7 @@ def command(preset, config_path, data_spec, epochs, resolution, stem_stride, bat
         out.update({"test_accuracy": acc, "test_loss": loss})
     if weights is not None:
         try:
-            _save_weights(run.model, weights)
+            save_state_dict(run.model, weights)
         except OSError as exc:
             raise MvsearchError(f"--save-weights: cannot write {weights} ({exc.strerror})") from None
         out["weights"] = str(weights)
