@@ -10,8 +10,9 @@ related to mobilevit_xxs measured by the same meter within the last minute (``ra
 One process-wide setting makes CPU timings repeatable: glibc's malloc raises its mmap threshold
 the first time a large block is freed, so until then every big activation is mmap'ed and
 page-faulted afresh, and the first models a process measures run up to a third slower than the
-same models later (bench/bench_latency.py shows it). :func:`steady_allocator` fixes the thresholds
-once (``mallopt``), as a long-running process would end up anyway, before anything is timed.
+same models later (bench/bench_latency.py shows it).
+:func:`~mvsearch.allocator.steady_allocator` fixes the thresholds once (``mallopt``), as a
+long-running process would end up anyway, before anything is timed.
 
 Measurements live in the study's own database, in tables beside Optuna's, keyed by study, trial
 (or preset) and device, so several machines' figures coexist: see :mod:`mvsearch.latency_store`.
@@ -19,8 +20,6 @@ Measurements live in the study's own database, in tables beside Optuna's, keyed 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import platform
 import tempfile
 import time
@@ -31,6 +30,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+
+from mvsearch.allocator import steady_allocator
 from mvsearch.arch import ArchConfig, get_preset, parse_resolution
 from mvsearch.errors import MvsearchError
 from mvsearch.model import build_model
@@ -124,19 +125,6 @@ class Timing:
     def of(cls, samples_ms: list[float], warmup: int) -> Timing:
         q1, med, q3 = np.percentile(np.asarray(samples_ms, dtype=np.float64), [25, 50, 75])
         return cls(float(med), float(q1), float(q3), len(samples_ms), warmup, tuple(samples_ms))
-
-
-@functools.cache
-def steady_allocator() -> bool:
-    """Fix glibc's mmap and trim thresholds, once per process (see the module doc); False elsewhere."""
-    if platform.system() != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 64 << 20))
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to fix
-        return False
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@ with zero padding (R/8 pixels) and, where the data allows it, horizontal flip, b
 vectorised gather. Images stay uint8 until the batch is built, are scaled to [0, 1] (as ml-cvnets'
 MobileViT expects, no mean/std) into a channels_last float buffer. No DataLoader: the tensors
 already sit in memory. On CUDA: bf16 autocast and optional ``torch.compile``. On CPU the thread
-count is capped at the CPUs this process may use.
+count is capped at the CPUs this process may use, and freed memory stays in the process while
+training (:mod:`mvsearch.allocator`), so a step does not page-fault in what the last one freed.
 
 After every epoch BatchNorm statistics are re-estimated on a fixed subset of training images
 (:func:`recalibrate_bn`: a short training leaves the running averages stale), then the validation
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mvsearch.allocator import hold_freed_memory
 from mvsearch.arch import ArchConfig
 from mvsearch.data.split import ProxySplit
 from mvsearch.errors import NonFiniteLossError, TrainError
@@ -55,8 +57,13 @@ class TrainConfig:
     nan_check_every: int = 20  # steps between finiteness checks on CUDA (every step on CPU)
     bn_calibration: int = 512  # training images that re-estimate BatchNorm statistics before each
     # validation (0: keep the running averages; see recalibrate_bn)
+    hold_memory: bool = True  # on CPU, keep freed memory in the process while training (glibc; see
+    # mvsearch.allocator): no page faults re-touching each step's activations
 
     def __post_init__(self) -> None:
+        for name in ("compile", "channels_last", "amp", "hold_memory"):
+            if not isinstance(getattr(self, name), bool):
+                raise TrainError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.bn_calibration, bool) or not isinstance(self.bn_calibration, int) or self.bn_calibration < 0:
             raise TrainError(f"bn_calibration: must be a non-negative integer, got {self.bn_calibration!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "nan_check_every"):
@@ -318,7 +325,8 @@ def train(model: nn.Module | ArchConfig, split: ProxySplit, cfg: TrainConfig, *,
     if n == 0 or len(split.val_y) == 0:
         raise TrainError(f"empty split: {n} training and {len(split.val_y)} validation images")
     fork_devices = [device.index or 0] if device.type == "cuda" else []
-    with cpu_threads(cfg.threads), torch.random.fork_rng(devices=fork_devices):
+    with cpu_threads(cfg.threads), hold_freed_memory(cfg.hold_memory and device.type == "cpu"), \
+            torch.random.fork_rng(devices=fork_devices):
         if isinstance(model, ArchConfig):
             model = build_seeded(model, cfg.seed)
         torch.manual_seed(cfg.seed)
