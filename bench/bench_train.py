@@ -5,7 +5,10 @@ decoded uint8 tensors, per-sample augmentation in ``__getitem__`` (the same rand
 and flip, in Python, one image at a time), eager fp32 in NCHW, and the same model, batch size,
 optimizer (AdamW, same parameter groups, lr schedule and label smoothing). The trainer is
 ``mvsearch.train.train`` with its defaults (batch-level augmentation on tensors, channels_last, no
-DataLoader; bf16 autocast on CUDA, plus --compile when asked).
+DataLoader, freed memory held in the process while training on CPU (mvsearch.allocator); bf16
+autocast on CUDA, plus --compile when asked). Both run in one process, so once the trainer has
+grown the heap the baseline reuses it too: the ratio understates the allocator's share, and the
+page faults per step are printed to show it.
 
 Both are warmed up, then measured alternately for ``--repeats`` rounds of ``--steps`` steps each
 (fresh model each run, same seed). On a shared machine a busy spell only ever slows a run down, so
@@ -24,6 +27,7 @@ import argparse
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,11 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from mvsearch import allocator
 from mvsearch.arch import get_preset
 from mvsearch.data import load_data, proxy_split
 from mvsearch.model import build_model
 from mvsearch.proxy import ProxySettings, proxy_arch
-from mvsearch.train import TrainConfig, augment, build_seeded, compact, lr_at, param_groups, resolve_device, train
+from mvsearch.train import TrainConfig, augment, build_seeded, compact, crop_padding, lr_at, param_groups, resolve_device, train
 
 
 class PerSampleAugment(Dataset):
@@ -62,6 +67,13 @@ class PerSampleAugment(Dataset):
         return img, self.y[i]
 
 
+def minflt() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+FAULTS: dict[str, list[float]] = {"baseline": [], "trainer": []}  # minor page faults per timed step
+
+
 def baseline(arch, split, tc: TrainConfig, hflip: bool, device: torch.device, steps: int) -> float:
     """Images/s of the plain loop over ``steps`` steps, timed from the end of a first, untimed step
     (so loading each timed batch, in the DataLoader, is inside the clock)."""
@@ -70,11 +82,12 @@ def baseline(arch, split, tc: TrainConfig, hflip: bool, device: torch.device, st
     model = build_model(arch).to(device)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr)
-    ds = PerSampleAugment(split.train_x, split.train_y, split.train_x.shape[-1] // 8, hflip)
+    ds = PerSampleAugment(split.train_x, split.train_y, crop_padding(tc, split.train_x.shape[-1]), hflip)
     loader = DataLoader(ds, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=0)
     total = len(loader)
     warmup = min(total, round(tc.warmup_epochs * total))
     t0 = 0.0
+    f0 = 0
     for step, (xb, yb) in enumerate(loader):
         xb, yb = xb.to(device), yb.to(device)
         for g in opt.param_groups:
@@ -87,17 +100,20 @@ def baseline(arch, split, tc: TrainConfig, hflip: bool, device: torch.device, st
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
+            f0 = minflt()
         if step >= steps:
             break
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return steps * tc.batch_size / (time.perf_counter() - t0)
+    dt = time.perf_counter() - t0
+    FAULTS["baseline"].append((minflt() - f0) / steps)
+    return steps * tc.batch_size / dt
 
 
-def pipeline_ms(split, batch_size: int, hflip: bool, repeats: int = 3) -> tuple[float, float]:
+def pipeline_ms(split, tc: TrainConfig, hflip: bool, repeats: int = 3) -> tuple[float, float]:
     """Milliseconds per batch of the two data paths alone: (DataLoader + per-sample, batched)."""
-    ds = PerSampleAugment(split.train_x, split.train_y, split.train_x.shape[-1] // 8, hflip)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
+    ds = PerSampleAugment(split.train_x, split.train_y, crop_padding(tc, split.train_x.shape[-1]), hflip)
+    loader = DataLoader(ds, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=0)
     base = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -105,19 +121,23 @@ def pipeline_ms(split, batch_size: int, hflip: bool, repeats: int = 3) -> tuple[
         base = min(base, (time.perf_counter() - t0) / n)
     g = torch.Generator().manual_seed(0)
     x = compact(split.train_x)
-    pad = x.shape[-1] // 8
+    pad = crop_padding(tc, x.shape[-1])
     ours_ = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(n):
-            idx = torch.randperm(len(x), generator=g)[:batch_size]
+            idx = torch.randperm(len(x), generator=g)[:tc.batch_size]
             augment(x[idx], pad, hflip, g)
         ours_ = min(ours_, (time.perf_counter() - t0) / n)
     return 1e3 * base, 1e3 * ours_
 
 
 def ours(arch, split, tc: TrainConfig, hflip: bool) -> float:
-    return train(build_seeded(arch, tc.seed), split, tc, hflip=hflip).images_per_s
+    model = build_seeded(arch, tc.seed)
+    f0 = minflt()
+    res = train(model, split, tc, hflip=hflip)
+    FAULTS["trainer"].append((minflt() - f0) / res.steps)  # includes its one validation pass
+    return res.images_per_s
 
 
 def cpu_name() -> str:
@@ -175,12 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     median = statistics.median(ratios)
     target = 4.0 if device.type == "cuda" else 2.0
     print(f"baseline (DataLoader, per-sample aug, fp32 NCHW): {b:.1f} images/s (best round)")
-    print(f"trainer  (batched tensor aug, channels_last{', bf16' if device.type == 'cuda' else ''}"
+    print(f"trainer  (batched tensor aug, channels_last{', bf16' if device.type == 'cuda' else ', held memory'}"
           f"{', compile' if a.compile and device.type == 'cuda' else ''}): {o:.1f} images/s (best round)")
-    pipe_b, pipe_o = pipeline_ms(split, a.batch_size, data.hflip)
+    pipe_b, pipe_o = pipeline_ms(split, tc, data.hflip)
     step_ms = 1e3 * a.batch_size / b
     print(f"data path alone: baseline {pipe_b:.2f} ms/batch ({100 * pipe_b / step_ms:.1f}% of its {step_ms:.0f} ms "
           f"step), trainer {pipe_o:.2f} ms/batch")
+    print(f"minor page faults per step (median of rounds): baseline {statistics.median(FAULTS['baseline'][1:]):.0f}, "
+          f"trainer {statistics.median(FAULTS['trainer'][1:]):.0f} (hold_memory={tc.hold_memory}, "
+          f"allocator active: {allocator.available()})")
     met = o / b >= target
     print(f"ratio: {o / b:.2f}x best-of-rounds, {median:.2f}x median of rounds "
           f"(target >= {target:.0f}x on {device.type}: {'met' if met else 'NOT met'})")

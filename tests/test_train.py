@@ -17,8 +17,8 @@ from mvsearch.cli import main
 from mvsearch.data import load_data, proxy_split
 from mvsearch.errors import NonFiniteLossError, TrainError
 from mvsearch.model import build_model
-from mvsearch.train import (EpochStats, TrainConfig, augment, build_seeded, cpu_threads, lr_at, to_float,
-                            train)
+from mvsearch.train import (EpochStats, TrainConfig, augment, build_seeded, cpu_threads, crop_padding, lr_at,
+                            to_float, train)
 from tests.test_data import _npz, write_idx, write_imagefolder
 
 RES = 32
@@ -72,6 +72,13 @@ def test_augment_crops_are_windows_of_the_zero_padded_image():
         windows = [padded[i, 0, a:a + 8, b:b + 8] for a in range(5) for b in range(5)]
         assert any(torch.equal(out[i, 0], w) for w in windows)
     assert (out == 0).any()  # some crop reached into the padding
+
+
+def test_crop_padding_defaults_to_a_32nd_of_the_side_and_an_explicit_value_wins():
+    assert crop_padding(TrainConfig(), 64) == 2 and crop_padding(TrainConfig(), 128) == 4
+    assert crop_padding(TrainConfig(), 16) == 0  # tiny images: flips only
+    assert crop_padding(TrainConfig(crop_padding=8), 64) == 8
+    assert crop_padding(TrainConfig(crop_padding=0), 64) == 0
 
 
 def test_lr_warms_up_then_decays_to_zero():
@@ -162,7 +169,8 @@ def test_nan_loss_raises_a_dedicated_error(split):
 @pytest.mark.parametrize("kw,msg", [({"epochs": 0}, "epochs: must be a positive integer"),
                                     ({"lr": -1.0}, "lr: must be a finite number"),
                                     ({"label_smoothing": 1.0}, r"label_smoothing: must be in \[0, 1\)"),
-                                    ({"device": "tpu"}, "device: must be auto, cpu or cuda")])
+                                    ({"device": "tpu"}, "device: must be auto, cpu or cuda"),
+                                    ({"hold_memory": "yes"}, "hold_memory: must be true or false")])
 def test_bad_train_config_is_refused(kw, msg):
     with pytest.raises(TrainError, match=msg):
         cfg(**kw)
