@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,26 @@ def _sqlite_path(storage: str) -> Path | None:
     return Path(storage[len(prefix):]) if storage.startswith(prefix) else None
 
 
+def _check_study_file(path: Path) -> None:
+    """StudyError unless ``path`` is an SQLite file holding Optuna's tables, checked read-only.
+
+    Optuna's storage creates its tables in any SQLite file it opens, so without this check a
+    reading command pointed at the wrong file (an empty one, another program's database) would
+    write into it.
+    """
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise StudyError(f"{path} is not an SQLite database ({exc}); check --storage") from None
+    if not found:
+        raise StudyError(f"{path} holds no Optuna study (no 'studies' table); check --study/--storage, "
+                         f"or run `mvsearch run` first")
+
+
 def resolve(study_name: str | None, storage: str | None) -> tuple[str, str]:
     """Turn the CLI's ``--study``/``--storage`` into an existing (study name, storage URL)."""
     if storage is None:
@@ -76,6 +97,8 @@ def resolve(study_name: str | None, storage: str | None) -> tuple[str, str]:
     path = _sqlite_path(storage)
     if path is not None and not path.exists():
         raise StudyError(f"no study database at {path}; check --study/--storage, or run `mvsearch run` first")
+    if path is not None:
+        _check_study_file(path)
     try:
         names = optuna.get_all_study_names(storage=storage)
     except Exception as exc:  # sqlalchemy / driver errors: one line, the project's own type

@@ -258,6 +258,17 @@ def test_trials_errors_are_one_line(searched, args, words):
     assert_one_line_error(invoke("trials", *args), *words)
 
 
+@pytest.mark.parametrize("content, words", [(b"", ["holds no Optuna study", "no 'studies' table"]),
+                                             (b"not a database at all, just text\n" * 40,
+                                              ["is not an SQLite database"])], ids=["empty", "text"])
+def test_trials_on_a_file_that_is_no_study_refuses_and_writes_nothing(tmp_path, content, words):
+    db = tmp_path / "other.db"
+    db.write_bytes(content)
+    assert_one_line_error(invoke("trials", "--storage", f"sqlite:///{db}"), *words)
+    assert db.read_bytes() == content  # Optuna would have created its tables in it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no journal or WAL left beside
+
+
 # ---------------------------------------------------------------------- resuming
 def test_a_rerun_resumes_the_study_and_adds_trials(searched, tmp_path):
     url = copy_db(searched.url, tmp_path / "e2e.db")
