@@ -43,7 +43,8 @@ from mvsearch.arch import get_preset
 from mvsearch.data import load_data, proxy_split
 from mvsearch.model import build_model
 from mvsearch.proxy import ProxySettings, proxy_arch
-from mvsearch.train import TrainConfig, augment, build_seeded, compact, crop_padding, lr_at, param_groups, resolve_device, train
+from mvsearch.train import (TrainConfig, augment, build_seeded, compact, crop_padding, lr_at, param_groups,
+                            resolve_device, train)
 
 
 class PerSampleAugment(Dataset):

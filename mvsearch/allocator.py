@@ -89,7 +89,8 @@ def steady_allocator() -> bool:
     lib = _glibc()
     if lib is None:
         return False
-    return bool(lib.mallopt(M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD)) and bool(lib.mallopt(M_TRIM_THRESHOLD, STEADY_TRIM))
+    return (bool(lib.mallopt(M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD))
+            and bool(lib.mallopt(M_TRIM_THRESHOLD, STEADY_TRIM)))
 
 
 def _set(param: int, value: int) -> None:
