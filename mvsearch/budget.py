@@ -80,6 +80,16 @@ def format_count(n: float | int | None, unit: str = "") -> str:
     return f"{n:.3g}{unit}" if isinstance(n, float) else f"{n}{unit}"
 
 
+def human(n: float | None) -> str:
+    """Two decimals in G/M/K for tables and reports: 1.05G, 418.18M, 12.30K; None -> ``-``."""
+    if n is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:g}"
+
+
 def format_flops(n: float | int | None) -> str:
     """A FLOP count in G with 2 decimals (``0.42G``, ``1.5G``) - the unit the paper's tiers are quoted in."""
     if n is None:
@@ -224,5 +234,5 @@ def check_reachable(budget: Budget, *, min_flops: int, max_flops: int, min_param
             f"{where} ({format_count(min_params)} params = {min_params:,}); raise it or widen the space")
 
 
-__all__ = ["Budget", "Tier", "Verdict", "PAPER_TIERS", "parse_flops", "parse_params", "parse_duration",
+__all__ = ["Budget", "Tier", "Verdict", "PAPER_TIERS", "parse_flops", "human", "parse_params", "parse_duration",
            "parse_budget", "make_budget", "check_reachable", "format_count", "format_flops"]

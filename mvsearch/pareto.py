@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from mvsearch.arch import PRESETS, get_preset
+from mvsearch.budget import human
 from mvsearch.errors import MvsearchError, StudyError
 from mvsearch.study import TrialRecord
 
@@ -321,15 +322,6 @@ def table(p: Pareto) -> list[dict[str, Any]]:
         })
     return rows
 
-
-def human(n: float | None) -> str:
-    """1.05G, 418.18M, 12.30K."""
-    if n is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:g}"
 
 
 __all__ = ["AXES", "Y_AXES", "Axis", "Pareto", "Point", "Tier", "nondominated", "front", "candidates", "build",

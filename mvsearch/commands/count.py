@@ -4,17 +4,9 @@ from __future__ import annotations
 import click
 
 from mvsearch.arch import parse_resolution
+from mvsearch.budget import human
 from mvsearch.commands._common import load_arch_choice, preset_or_config, print_json
 from mvsearch.cost import count
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
 
 
 @click.command()
@@ -39,5 +31,5 @@ def command(preset, config_path, num_classes, resolution, as_json):
         share = 100.0 * s.flops / cost.flops if cost.flops else 0.0
         click.echo(f"{s.name:<14}{s.params:>12,}{s.flops:>16,}{share:>7.1f}%")
     click.echo(f"{'total':<14}{cost.params:>12,}{cost.flops:>16,}{100.0:>7.1f}%")
-    click.echo(f"params {_human(cost.params)}  FLOPs {_human(cost.flops)} (fvcore, 1 multiply-add = 1 FLOP)"
-               f"  thop MACs {_human(cost.thop_macs)}  activations {_human(cost.activations)}")
+    click.echo(f"params {human(cost.params)}  FLOPs {human(cost.flops)} (fvcore, 1 multiply-add = 1 FLOP)"
+               f"  thop MACs {human(cost.thop_macs)}  activations {human(cost.activations)}")
