@@ -28,8 +28,8 @@ import sys
 import mvsearch  # noqa: F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE, as the CLI does)
 import torch
 
-from mvsearch.arch import get_preset
-from mvsearch.latency import BACKENDS, cpu_model, current_device, measure
+from mvsearch.arch.presets import get_preset
+from mvsearch.latency.measure import BACKENDS, cpu_model, current_device, measure
 
 MODELS = ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")
 ROUNDS = 3

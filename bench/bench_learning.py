@@ -28,9 +28,10 @@ import time
 import mvsearch  # noqa: F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE, as the CLI does)
 import torch
 
-from mvsearch.arch import get_preset
-from mvsearch.proxy import ProxySettings, run_proxy
-from mvsearch.train import evaluate
+from mvsearch.arch.presets import get_preset
+from mvsearch.proxy.settings import ProxySettings
+from mvsearch.proxy.run import run_proxy
+from mvsearch.proxy.trainer import evaluate
 
 TARGET = 0.85
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--space", default=None)
     space_name = pre.parse_known_args(argv)[0].space
     if space_name:
-        from mvsearch.space import load_space
+        from mvsearch.space.loader import load_space
 
         d = load_space(space_name).proxy_settings()
     else:

@@ -37,9 +37,10 @@ import mvsearch.cost
 import mvsearch.model
 import mvsearch.tiers
 import mvsearch.train
-from mvsearch.budget import format_flops, parse_budget
-from mvsearch.search import Reporter, RunOptions, run_search
-from mvsearch.space import load_space
+from mvsearch.core.units import format_flops
+from mvsearch.budget import parse_budget
+from mvsearch.search.driver import Reporter, RunOptions, run_search
+from mvsearch.space.loader import load_space
 
 TARGET = 0.05
 

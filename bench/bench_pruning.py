@@ -41,13 +41,13 @@ import optuna
 import mvsearch  # noqa: F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE, as the CLI does)
 import torch
 
-from mvsearch.analytic import analytic_cost
+from mvsearch.cost.analytic import analytic_cost
 from mvsearch.budget import parse_budget
 from mvsearch.data import load_data, proxy_split
-from mvsearch.proxy import proxy_arch
-from mvsearch.space import load_space
-from mvsearch.tiers import TIER_ATTR, TierPruner, make_pruner
-from mvsearch.train import train
+from mvsearch.proxy.settings import proxy_arch
+from mvsearch.space.loader import load_space
+from mvsearch.search.tiers import TIER_ATTR, TierPruner, make_pruner
+from mvsearch.proxy.trainer import train
 
 TARGET = 3.0
 STARTUP = 3  # the median pruner's n_startup_trials in mvsearch.tiers.make_pruner
@@ -88,7 +88,7 @@ def run(kind: str, cands, proxy, data, split, seed: int, threads: int | None) ->
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # as the search: the same initialisation stream for every candidate
-            from mvsearch.model import build_model
+            from mvsearch.model.network import build_model
 
             model = build_model(proxy_arch(cfg, proxy, data.num_classes))
         state = "COMPLETE"

@@ -28,11 +28,11 @@ import time
 import mvsearch  # noqa: F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE, as the CLI does)
 import torch
 
-from mvsearch.analytic import analytic_cost
+from mvsearch.cost.analytic import analytic_cost
 from mvsearch.budget import parse_budget
-from mvsearch.cost import count, fvcore_flops
-from mvsearch.model import build_model
-from mvsearch.space import load_space
+from mvsearch.cost.traced import count, fvcore_flops
+from mvsearch.model.network import build_model
+from mvsearch.space.loader import load_space
 
 TARGET = 1000.0  # candidates per second
 

@@ -38,13 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from mvsearch import allocator
-from mvsearch.arch import get_preset
+from mvsearch.core import allocator
+from mvsearch.arch.presets import get_preset
 from mvsearch.data import load_data, proxy_split
-from mvsearch.model import build_model
-from mvsearch.proxy import ProxySettings, proxy_arch
-from mvsearch.train import (TrainConfig, augment, build_seeded, compact, crop_padding, lr_at, param_groups,
-                            resolve_device, train)
+from mvsearch.model.network import build_model
+from mvsearch.proxy.settings import ProxySettings, proxy_arch
+from mvsearch.proxy.trainer import TrainConfig, augment, build_seeded, compact, crop_padding, lr_at, param_groups, train
+from mvsearch.core.runtime import resolve_device
 
 
 class PerSampleAugment(Dataset):

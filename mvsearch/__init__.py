@@ -11,6 +11,6 @@ __version__ = "0.1.0"
 # It only takes effect before torch loads OpenMP, hence here; a user's own setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from mvsearch.errors import MvsearchError  # noqa: E402
+from mvsearch.core.errors import MvsearchError  # noqa: E402
 
 __all__ = ["__version__", "MvsearchError"]

@@ -1,3 +1,3 @@
-from mvsearch.cli import main
+from mvsearch.cli.main import main
 
 main()

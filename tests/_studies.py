@@ -16,7 +16,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from mvsearch.arch import ArchConfig, get_preset
+from mvsearch.arch.config import ArchConfig
+from mvsearch.arch.presets import get_preset
 
 RES = 64  # deployment resolution of the test studies (tests stay at <= 128 px)
 K = 10  # classes
@@ -46,9 +47,9 @@ def variant(dim3: int, depth4: int, patch5: str) -> ArchConfig:
 def cost(cfg: ArchConfig) -> tuple[int, int]:
     """(fvcore FLOPs, params) at the test deployment resolution (the closed form when present: exact, fast)."""
     try:
-        from mvsearch.analytic import analytic_cost as count_fn
+        from mvsearch.cost.analytic import analytic_cost as count_fn
     except ImportError:
-        from mvsearch.cost import count
+        from mvsearch.cost.traced import count
 
         def count_fn(c, r):
             return count(c, r, thop=False)

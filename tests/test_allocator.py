@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from mvsearch import allocator
-from mvsearch.allocator import hold_freed_memory
+from mvsearch.core import allocator
+from mvsearch.core.allocator import hold_freed_memory
 
 glibc = pytest.mark.skipif(allocator._glibc() is None, reason="needs glibc's malloc (Linux)")
 
@@ -20,7 +20,7 @@ PAGES = (64 << 20) // 4096  # pages in one 64 MiB block
 STEPS = textwrap.dedent("""
     import json, resource, sys
     import torch
-    from mvsearch.allocator import hold_freed_memory
+    from mvsearch.core.allocator import hold_freed_memory
 
     def faults_of_one_step():
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -123,9 +123,9 @@ def test_disabled_changes_nothing(clean_env):
 
 @glibc
 def test_train_holds_memory_only_while_training(clean_env):
-    from mvsearch.arch import get_preset
+    from mvsearch.arch.presets import get_preset
     from mvsearch.data import load_data, proxy_split
-    from mvsearch.train import TrainConfig, train
+    from mvsearch.proxy.trainer import TrainConfig, train
 
     data = load_data("synthetic:classes=2,samples=16,size=32", resolution=32)
     split = proxy_split(data, train_samples=8, val_samples=2)

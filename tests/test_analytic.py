@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mvsearch.analytic import analytic_cost, analytic_flops
-from mvsearch.arch import PRESETS, VIT_STAGES, get_preset, stage_maps
-from mvsearch.cost import PAPER_FLOPS, PAPER_PARAMS, count, fvcore_flops
-from mvsearch.model import build_model
-from mvsearch.space import load_space
+from mvsearch.cost.analytic import analytic_cost, analytic_flops
+from mvsearch.arch.presets import PRESETS, get_preset
+from mvsearch.arch.config import VIT_STAGES
+from mvsearch.arch.geometry import stage_maps
+from mvsearch.arch.presets import PAPER_FLOPS, PAPER_PARAMS
+from mvsearch.cost.traced import count, fvcore_flops
+from mvsearch.model.network import build_model
+from mvsearch.space.loader import load_space
 
 MOBILE = load_space(Path(__file__).resolve().parent.parent / "spaces" / "mobile.yaml")
 

@@ -7,9 +7,10 @@ import random
 
 import pytest
 
-from mvsearch.arch import (PRESETS, ArchConfig, MV2Stage, ViTStage, check_resolution, get_preset,
-                           load_arch, num_patches, parse_resolution, stage_maps)
-from mvsearch.errors import ArchError
+from mvsearch.arch.presets import PRESETS, get_preset
+from mvsearch.arch.config import ArchConfig, MV2Stage, ViTStage, load_arch
+from mvsearch.arch.geometry import check_resolution, num_patches, parse_resolution, stage_maps
+from mvsearch.core.errors import ArchError
 
 
 def random_arch(rng: random.Random, num_classes: int = 10) -> ArchConfig:

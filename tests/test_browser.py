@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from mvsearch.pareto import compute
-from mvsearch.report import write_pareto, write_report
+from mvsearch.analysis.pareto import compute
+from mvsearch.analysis.report import write_pareto, write_report
 from tests._studies import SEARCHED, make_study
 
 pytestmark = pytest.mark.browser

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from mvsearch.budget import (PAPER_TIERS, Budget, check_reachable, format_count, format_flops, make_budget,
-                             parse_budget, parse_duration, parse_flops, parse_params)
-from mvsearch.cost import PAPER_FLOPS
-from mvsearch.errors import BudgetError
+from mvsearch.budget import PAPER_TIERS, Budget, check_reachable, make_budget, parse_budget
+from mvsearch.core.units import format_count, format_flops, parse_duration, parse_flops, parse_params
+from mvsearch.arch.presets import PAPER_FLOPS
+from mvsearch.core.errors import BudgetError
 
 
 @pytest.mark.parametrize("text,flops", [

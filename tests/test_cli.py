@@ -5,7 +5,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from mvsearch.cli import COMMANDS, main
+from mvsearch.cli.main import COMMANDS, main
 
 
 @pytest.mark.parametrize("argv,names,help_of", [

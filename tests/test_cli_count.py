@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from mvsearch import __version__
-from mvsearch.arch import PRESETS
-from mvsearch.cli import main
-from mvsearch.cost import PAPER_FLOPS
+from mvsearch.arch.presets import PRESETS
+from mvsearch.cli.main import main
+from mvsearch.arch.presets import PAPER_FLOPS
 
 runner = CliRunner()
 

@@ -26,16 +26,17 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 import mvsearch
-from mvsearch.arch import PRESETS, ArchConfig, get_preset
-from mvsearch.cli import main
-from mvsearch.cost import count
+from mvsearch.arch.presets import PRESETS, get_preset
+from mvsearch.arch.config import ArchConfig
+from mvsearch.cli.main import main
+from mvsearch.cost.traced import count
 from mvsearch.data import load_data, proxy_split
-from mvsearch.latency_store import Store
-from mvsearch.model import build_model
-from mvsearch.proxy import proxy_arch
-from mvsearch.space import load_space
-from mvsearch.study import ATTR
-from mvsearch.train import evaluate
+from mvsearch.latency.store import Store
+from mvsearch.model.network import build_model
+from mvsearch.proxy.settings import proxy_arch
+from mvsearch.space.loader import load_space
+from mvsearch.search.record import ATTR
+from mvsearch.proxy.trainer import evaluate
 from tests.test_search import DATA, write_space
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mvsearch.arch import PRESETS
-from mvsearch.budget import format_flops
-from mvsearch.cli import main
-from mvsearch.space import load_space
+from mvsearch.arch.presets import PRESETS
+from mvsearch.core.units import format_flops
+from mvsearch.cli.main import main
+from mvsearch.space.loader import load_space
 
 SPACES = Path(__file__).resolve().parent.parent / "spaces"
 MOBILE, TINY = SPACES / "mobile.yaml", SPACES / "tiny.yaml"

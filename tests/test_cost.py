@@ -6,9 +6,10 @@ import random
 import pytest
 import torch
 
-from mvsearch.arch import PRESETS
-from mvsearch.cost import PAPER_FLOPS, PAPER_PARAMS, count, fvcore_flops
-from mvsearch.model import build_model, set_fused_attention
+from mvsearch.arch.presets import PRESETS
+from mvsearch.arch.presets import PAPER_FLOPS, PAPER_PARAMS
+from mvsearch.cost.traced import count, fvcore_flops
+from mvsearch.model.network import build_model, set_fused_attention
 from tests.test_arch import random_arch
 
 

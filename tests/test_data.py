@@ -16,7 +16,7 @@ from PIL import Image
 
 from mvsearch.data import SYSTEM_DIRS, load_data, parse_spec, search_dirs
 from mvsearch.data.idx import FASHION_CLASSES
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

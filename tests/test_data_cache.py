@@ -13,7 +13,7 @@ import torch
 from mvsearch.data import SYSTEM_DIRS, load_data
 from mvsearch.data import cache as cache_mod
 from mvsearch.data import download
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 from tests.test_data import images, write_idx
 
 

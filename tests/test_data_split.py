@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mvsearch.data import TensorData, load_data, proxy_split
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 
 def _imbalanced(n_per_class=(60, 30, 10), res=8) -> TensorData:

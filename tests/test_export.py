@@ -22,13 +22,17 @@ import torch
 from click.testing import CliRunner
 
 from mvsearch import __version__
-from mvsearch.arch import ArchConfig, MV2Stage, ViTStage, get_preset, load_arch
-from mvsearch.cli import main
-from mvsearch.cost import PAPER_PARAMS, count, fvcore_flops
-from mvsearch.errors import ExportError
-from mvsearch.export import export_onnx, from_preset, onnx_max_diff, select, write
-from mvsearch.model import build_model
-from mvsearch.study import ATTR, load, records
+from mvsearch.arch.config import ArchConfig, MV2Stage, ViTStage, load_arch
+from mvsearch.arch.presets import get_preset
+from mvsearch.cli.main import main
+from mvsearch.arch.presets import PAPER_PARAMS
+from mvsearch.cost.traced import count, fvcore_flops
+from mvsearch.core.errors import ExportError
+from mvsearch.model.onnx import export_onnx, onnx_max_diff
+from mvsearch.export.writer import from_preset, select, write
+from mvsearch.model.network import build_model
+from mvsearch.search.record import ATTR, records
+from mvsearch.search.storage import load
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 REPO = Path(__file__).resolve().parents[1]
@@ -251,8 +255,8 @@ def test_generated_module_tracks_model_source():
     # single source: the blocks are read from mvsearch.model at export time, never a hand copy
     import inspect
 
-    from mvsearch import model as model_src
-    from mvsearch._standalone import generate
+    from mvsearch.model import network as model_src
+    from mvsearch.export.standalone import generate
 
     prov = {"study": None, "trial": None, "resolution": (64, 64), "num_classes": 10, "exported_by": "x"}
     src = generate(tiny_arch(8), prov, "m", None)
@@ -262,8 +266,8 @@ def test_generated_module_tracks_model_source():
 
 def test_a_generated_module_that_drifts_from_the_model_is_caught():
     # the export runs the generated source and compares it with mvsearch's model before writing
-    from mvsearch._standalone import generate
-    from mvsearch.export import _check_standalone
+    from mvsearch.export.standalone import generate
+    from mvsearch.export.writer import _check_standalone
 
     cfg = tiny_arch(8)
     model = randomised(build_model(cfg), seed=4)

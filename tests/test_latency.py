@@ -16,14 +16,16 @@ import sqlalchemy
 import torch
 from click.testing import CliRunner
 
-from mvsearch.arch import get_preset
-from mvsearch.cli import main
-from mvsearch.errors import MvsearchError, StudyError
-from mvsearch.latency import (Device, Meter, Timing, _runner, current_device, measure, measure_and_store,
-                              measure_study, steady_allocator)
-from mvsearch.latency_store import Store, pick_device
-from mvsearch.pareto import front
-from mvsearch.study import load, records
+from mvsearch.arch.presets import get_preset
+from mvsearch.cli.main import main
+from mvsearch.core.errors import MvsearchError, StudyError
+from mvsearch.latency.measure import Device, Meter, Timing, _runner, current_device, measure
+from mvsearch.latency.study import measure_and_store, measure_study
+from mvsearch.core.allocator import steady_allocator
+from mvsearch.latency.store import Store, pick_device
+from mvsearch.search.front import front
+from mvsearch.search.storage import load
+from mvsearch.search.record import records
 from tests._studies import RES, make_study, variant
 
 FAST = dict(warmup=1, repeats=3)

@@ -7,8 +7,10 @@ import random
 import pytest
 import torch
 
-from mvsearch.arch import PRESETS, ViTStage, num_patches
-from mvsearch.model import MobileViTBlock, build_model, set_fused_attention
+from mvsearch.arch.presets import PRESETS
+from mvsearch.arch.config import ViTStage
+from mvsearch.arch.geometry import num_patches
+from mvsearch.model.network import MobileViTBlock, build_model, set_fused_attention
 from tests.test_arch import random_arch
 
 

@@ -10,11 +10,12 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from mvsearch.cli import main
-from mvsearch.errors import MvsearchError, StudyError
-from mvsearch.figures import pareto_figure
-from mvsearch.pareto import build, compute, front, nearest_tier, nondominated, table
-from mvsearch.study import TrialRecord
+from mvsearch.cli.main import main
+from mvsearch.core.errors import MvsearchError, StudyError
+from mvsearch.analysis.figures import pareto_figure
+from mvsearch.analysis.pareto import build, compute, nearest_tier, table
+from mvsearch.search.front import front, nondominated
+from mvsearch.search.record import TrialRecord
 from tests._studies import SEARCHED, all_pruned_study, empty_study, make_study
 
 

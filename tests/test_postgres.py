@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from mvsearch.cli import main
+from mvsearch.cli.main import main
 from tests.test_search import DATA, write_space
 
 pytestmark = pytest.mark.postgres
@@ -159,8 +159,8 @@ def test_workers_opening_a_fresh_database_together(postgres_url):
     # what two machines starting `mvsearch run` at once do first: create Optuna's tables
     import threading
 
-    import mvsearch.search as search
-    from mvsearch.errors import StudyError
+    import mvsearch.search.driver as search
+    from mvsearch.core.errors import StudyError
 
     outcomes = []
     for attempt in range(3):

@@ -6,9 +6,11 @@ import dataclasses
 
 import pytest
 
-from mvsearch.arch import PRESETS, check_resolution, get_preset, num_patches, stage_maps
-from mvsearch.errors import TrainError
-from mvsearch.proxy import ProxySettings, collapse_warnings, proxy_arch, run_proxy
+from mvsearch.arch.presets import PRESETS, get_preset
+from mvsearch.arch.geometry import check_resolution, num_patches, stage_maps
+from mvsearch.core.errors import TrainError
+from mvsearch.proxy.settings import ProxySettings, collapse_warnings, proxy_arch
+from mvsearch.proxy.run import run_proxy
 from tests.test_train import tiny_arch
 
 

@@ -10,12 +10,13 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from mvsearch.cli import main
-from mvsearch.errors import StudyError
-from mvsearch.figures import curves_figure, edf_figure, parcoords_figure
-from mvsearch.latency import measure_study
-from mvsearch.report import MIN_IMPORTANCE_TRIALS, build_report, write_report
-from mvsearch.study import load, records
+from mvsearch.cli.main import main
+from mvsearch.core.errors import StudyError
+from mvsearch.analysis.figures import curves_figure, edf_figure, parcoords_figure
+from mvsearch.latency.study import measure_study
+from mvsearch.analysis.report import MIN_IMPORTANCE_TRIALS, build_report, write_report
+from mvsearch.search.storage import load
+from mvsearch.search.record import records
 from tests._studies import SEARCHED, all_pruned_study, empty_study, make_study
 
 SECTIONS = ("summary", "pareto-flops", "pareto-params", "pareto-latency", "history", "curves", "importance", "knobs",

@@ -18,13 +18,13 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from mvsearch.analytic import analytic_cost
+from mvsearch.cost.analytic import analytic_cost
 from mvsearch.budget import parse_budget
-from mvsearch.errors import StudyError
-from mvsearch.search import (RunOptions, Reporter, best_trials, check_options, fail_stale_trials, open_storage,
-                             run_search, weights_dir)
-from mvsearch.space import load_space, parse_space
-from mvsearch.study import records
+from mvsearch.core.errors import StudyError
+from mvsearch.search.driver import RunOptions, Reporter, best_trials, check_options, fail_stale_trials, run_search
+from mvsearch.search.storage import open_storage, weights_dir
+from mvsearch.space.loader import load_space, parse_space
+from mvsearch.search.record import records
 
 REPO = Path(__file__).resolve().parents[1]
 #: 4 classes, enough images that 4 epochs separate good candidates from weak ones (see the module docstring)

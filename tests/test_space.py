@@ -10,12 +10,16 @@ import optuna
 import pydantic
 import pytest
 
-from mvsearch.analytic import analytic_cost
-from mvsearch.arch import PRESETS, ArchConfig, check_resolution, get_preset
-from mvsearch.cost import fvcore_flops
-from mvsearch.errors import SpaceError
-from mvsearch.model import build_model
-from mvsearch.space import DROPOUTS, SearchSpace, find_space, load_space, parse_space
+from mvsearch.cost.analytic import analytic_cost
+from mvsearch.arch.presets import PRESETS, get_preset
+from mvsearch.arch.config import ArchConfig
+from mvsearch.arch.geometry import check_resolution
+from mvsearch.cost.traced import fvcore_flops
+from mvsearch.core.errors import SpaceError
+from mvsearch.model.network import build_model
+from mvsearch.space.knobs import DROPOUTS
+from mvsearch.space.space import SearchSpace
+from mvsearch.space.loader import find_space, load_space, parse_space
 
 SPACES = Path(__file__).resolve().parent.parent / "spaces"
 

@@ -10,10 +10,10 @@ import pytest
 from optuna.pruners import HyperbandPruner, MedianPruner
 from optuna.trial import TrialState
 
-from mvsearch.analytic import analytic_cost
+from mvsearch.cost.analytic import analytic_cost
 from mvsearch.budget import parse_budget
-from mvsearch.space import load_space
-from mvsearch.tiers import TierPruner, TierSampler, TierView, distributions, make_pruner, make_sampler
+from mvsearch.space.loader import load_space
+from mvsearch.search.tiers import TierPruner, TierSampler, TierView, distributions, make_pruner, make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 EPOCHS = 4
@@ -177,7 +177,7 @@ def test_after_start_up_the_inner_sampler_sees_only_its_tier(tiny):
 
 
 def test_screening_an_empty_band_says_so(tiny, monkeypatch):
-    import mvsearch.tiers as tiers
+    import mvsearch.search.tiers as tiers
 
     monkeypatch.setattr(tiers, "MAX_SCREEN", 50)
     sampler = TierSampler(tiny, parse_budget("1M,1.0001M"), seed=0)  # a band 100 FLOPs wide

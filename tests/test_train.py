@@ -12,13 +12,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mvsearch.arch import MV2Stage, ViTStage, get_preset
-from mvsearch.cli import main
+from mvsearch.arch.config import MV2Stage, ViTStage
+from mvsearch.arch.presets import get_preset
+from mvsearch.cli.main import main
 from mvsearch.data import load_data, proxy_split
-from mvsearch.errors import NonFiniteLossError, TrainError
-from mvsearch.model import build_model
-from mvsearch.train import (EpochStats, TrainConfig, augment, build_seeded, cpu_threads, crop_padding, lr_at,
-                            to_float, train)
+from mvsearch.core.errors import NonFiniteLossError, TrainError
+from mvsearch.model.network import build_model
+from mvsearch.proxy.trainer import EpochStats, TrainConfig, augment, build_seeded, crop_padding, lr_at, to_float, train
+from mvsearch.core.runtime import cpu_threads
 from tests.test_data import _npz, write_idx, write_imagefolder
 
 RES = 32
@@ -299,7 +300,7 @@ def test_cli_real_subprocess_json(tiny_yaml, tmp_path):
 
 
 def test_bn_recalibration_sets_exact_statistics_and_changes_nothing_else():
-    from mvsearch.train import recalibrate_bn
+    from mvsearch.proxy.trainer import recalibrate_bn
 
     model = build_model(tiny_arch())
     bn = model.stem[1]

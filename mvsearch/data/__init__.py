@@ -20,7 +20,7 @@ from mvsearch.data import cache as _cache
 from mvsearch.data.base import Decoded
 from mvsearch.data.spec import NAMED, DataSpec, parse_spec
 from mvsearch.data.split import ProxySplit, proxy_split
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 #: where a named dataset is looked for, besides NAME:DIR, $MVSEARCH_DATA/NAME and the cache dir
 SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}

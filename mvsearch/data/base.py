@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Iterable
 import torch
 
 from mvsearch.data.base import Decoded
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 #: bump when a decoder's output changes, so old entries are ignored
 DECODER_VERSION = 1

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mvsearch.data.base import Decoded, labels, resize_uint8
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 LAYOUT = {
     "cifar10": {"folder": "cifar-10-batches-py", "archive": "cifar-10-python.tar.gz",

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mvsearch.data.base import Decoded, labels, resize_uint8
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot")

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mvsearch.data.base import Decoded
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 ARCHIVES = (".tar.gz", ".tgz", ".tar")
@@ -154,7 +154,7 @@ def _decode_split(items: list[tuple[Path | bytes, str, int]], resolution: int, w
 
 
 def decode(path: Path, resolution: int, workers: int | None = None) -> Decoded:
-    from mvsearch.train import usable_cpus
+    from mvsearch.core.runtime import usable_cpus
 
     workers = workers or min(8, usable_cpus())
     if is_archive(path):

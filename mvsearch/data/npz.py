@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mvsearch.data.base import Decoded, labels, resize_uint8
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 

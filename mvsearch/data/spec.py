@@ -16,7 +16,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 #: named datasets -> the on-disk format of their files
 NAMED = {"fashion-mnist": "idx", "mnist": "idx", "cifar10": "cifar", "cifar100": "cifar"}

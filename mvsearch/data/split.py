@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 if TYPE_CHECKING:
     from mvsearch.data import TensorData

@@ -12,7 +12,7 @@ import math
 import torch
 
 from mvsearch.data.base import Decoded, resize_uint8
-from mvsearch.errors import DataError
+from mvsearch.core.errors import DataError
 
 DEFAULTS = {"classes": 4, "samples": 512, "size": 32, "seed": 0}
 

@@ -1,0 +1,69 @@
+"""``mvsearch export``: a trial or preset as a standalone .py, an ArchConfig YAML and/or ONNX."""
+from __future__ import annotations
+
+import click
+
+from mvsearch.search import storage as studies
+from mvsearch.core.errors import ExportError
+from mvsearch.export.writer import from_preset, from_trial, parse_formats, select, write
+
+
+@click.command()
+@click.option("--study", "study_name", help="Study name (default storage: sqlite:///studies/NAME.db).")
+@click.option("--storage", help="Optuna storage URL (default: the study's SQLite file).")
+@click.option("--trial", type=int, help="Export trial number N.")
+@click.option("--best", is_flag=True, help="Export the most accurate COMPLETE trial (baselines included).")
+@click.option("--pareto-rank", type=int,
+              help="Export the K-th point of the accuracy-vs-FLOPs Pareto front: 1 = most accurate.")
+@click.option("--preset", help="Export a paper preset (mobilevit_xxs, mobilevit_xs, mobilevit_s); no study needed.")
+@click.option("--format", "formats", default="py", show_default=True,
+              help="py, yaml, onnx, or all; several comma-separated (py,onnx).")
+@click.option("--weights", is_flag=True, help="Ship the trial's saved proxy weights (mvsearch run --save-weights).")
+@click.option("--num-classes", type=int, help="Classifier outputs (default: the trial's, or the weights').")
+@click.option("--resolution", help="Deployment resolution N or HxW (default: the trial's, 256 for presets).")
+@click.option("--name", help="File and module name (default: STUDY_trialN, or the preset name).")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17..23).")
+@click.option("--allow-incomplete", is_flag=True, help="Also export a pruned, failed or rejected trial.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("-o", "--output", "out_dir", help="Output directory (created if missing).")
+def command(study_name, storage, trial, best, pareto_rank, preset, formats, weights, num_classes,
+            resolution, name, opset, allow_incomplete, force, out_dir):
+    """Write a found architecture as a torch-only .py, a YAML for --config, and/or ONNX."""
+    chosen = [o for o, v in (("--trial", trial is not None), ("--best", best),
+                             ("--pareto-rank", pareto_rank is not None), ("--preset", preset is not None)) if v]
+    if len(chosen) != 1:
+        got = f"; got {' and '.join(chosen)}" if chosen else ""
+        raise ExportError(f"pass exactly one of --trial N, --best, --pareto-rank K or --preset NAME{got}")
+    if out_dir is None:
+        raise ExportError("pass the output directory with -o DIR (e.g. -o models/)")
+    fmts = parse_formats(formats)
+    if num_classes is not None and num_classes <= 0:
+        raise ExportError(f"--num-classes: must be a positive integer, got {num_classes}")
+    if preset is not None:
+        if study_name or storage or weights or allow_incomplete:
+            raise ExportError("--preset exports a paper preset: it takes no --study, --storage, --weights "
+                              "or --allow-incomplete")
+        target = from_preset(preset, num_classes, resolution or 256, stem=name)
+        click.echo(f"exporting preset {preset} ({target.cfg.num_classes} classes)")
+    else:
+        name_, url = studies.resolve(study_name, storage)
+        st = studies.load(name_, url)
+        rec = select(st, trial=trial, best=best, pareto_rank=pareto_rank)
+        target = from_trial(st, rec, storage=url, weights=weights, num_classes=num_classes,
+                            resolution=resolution, allow_incomplete=allow_incomplete, stem=name)
+        acc = f"accuracy {rec.accuracy:.4f}" if rec.accuracy is not None else "no accuracy"
+        kind = f", baseline {rec.preset}" if rec.baseline and rec.preset else ""
+        click.echo(f"exporting trial {rec.number} of study {st.study_name!r} ({rec.state}, {acc}{kind})")
+    result = write(target, out_dir, fmts, force=force, opset=opset)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    h, w = result.resolution
+    what = {
+        "py": "standalone, torch only: from {m} import build_model",
+        "yaml": "ArchConfig: mvsearch count/train --config",
+        "onnx": f"opset {opset}, dynamic batch, {h}x{w}; onnxruntime max |diff| {result.onnx_diff or 0:.1e}",
+        "weights": "state_dict",
+    }
+    for kind, path in result.files:
+        click.echo(f"wrote {path}  ({what[kind].format(m=target.stem)})")
+    click.echo(f"{result.params:,} params, {result.flops:,} FLOPs at {h}x{w} (fvcore, 1 multiply-add = 1 FLOP)")

@@ -1,0 +1,38 @@
+"""Options and loaders shared by several commands."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+import click
+
+from mvsearch.arch.config import ArchConfig, load_arch
+from mvsearch.arch.presets import get_preset
+from mvsearch.core.errors import ArchError
+
+
+def preset_or_config(f):
+    """``--preset NAME`` / ``--config FILE`` (exactly one), plus ``--num-classes``."""
+    f = click.option("--num-classes", type=int, default=None,
+                     help="Classifier outputs (default: the preset's or the file's).")(f)
+    f = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                     help="An architecture YAML (as `mvsearch export --format yaml` writes).")(f)
+    f = click.option("--preset", help="A paper preset: mobilevit_xxs, mobilevit_xs, mobilevit_s.")(f)
+    return f
+
+
+def load_arch_choice(preset: str | None, config_path: str | None, num_classes: int | None) -> ArchConfig:
+    """The architecture named by ``--preset``/``--config``, with ``--num-classes`` applied."""
+    if (preset is None) == (config_path is None):
+        raise ArchError("pass exactly one of --preset NAME or --config FILE.yaml")
+    cfg = get_preset(preset) if preset is not None else load_arch(config_path)
+    if num_classes is not None:
+        if num_classes <= 0:
+            raise ArchError(f"--num-classes: must be a positive integer, got {num_classes}")
+        cfg = cfg.with_num_classes(num_classes)
+    return cfg
+
+
+def print_json(obj: Any) -> None:
+    """Exactly one JSON object on stdout."""
+    sys.stdout.write(json.dumps(obj) + "\n")

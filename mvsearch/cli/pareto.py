@@ -1,0 +1,43 @@
+"""``mvsearch pareto``: the accuracy-vs-cost front of a study, as a table and an HTML plot."""
+from __future__ import annotations
+
+import click
+
+from mvsearch.analysis.pareto import compute, table
+from mvsearch.core.units import human
+from mvsearch.analysis.report import write_pareto
+from mvsearch.cli.options import print_json
+
+
+@click.command()
+@click.option("--study", "study_name", help="Study name (default: the only study in studies/).")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("--x", "x_axis", default="flops", show_default=True, help="Cost to minimise: latency, flops or params.")
+@click.option("--y", "y_axis", default="accuracy", show_default=True, help="Quality to maximise: accuracy.")
+@click.option("-o", "--output", default="reports/pareto.html", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the interactive HTML plot (works offline).")
+@click.option("--backend", default=None, help="Latency figures from this backend (torch, onnxruntime); "
+                                               "default: the device that measured most trials.")
+@click.option("--png", is_flag=True, help="Also write a PNG beside the page (needs kaleido).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the front and the axes).")
+def command(study_name, storage, x_axis, y_axis, output, backend, png, as_json):
+    """Print the non-dominated trials (minimise x, maximise accuracy) and write an HTML plot."""
+    p = compute(study_name, storage, x_axis, y_axis, backend=backend)
+    path = write_pareto(p, output, png=png)
+    if as_json:
+        out = p.to_json()
+        out["html"] = str(path)
+        print_json(out)
+        return
+    c = p.counts
+    click.echo(f"{p.study_name}: Pareto front of accuracy vs {p.x.name}, {len(p.front)} of {len(p.points)} completed "
+               f"trials ({c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed, {c.get('REJECTED', 0)} over budget "
+               f"never trained)")
+    if p.device is not None:
+        click.echo(f"latency: {p.device.label()}")
+    click.echo(f"{'rank':>4} {'trial':>5} {'accuracy':>9} {'FLOPs':>9} {'params':>8} {'latency':>18}  "
+               f"{'paper tier':<11} arch")
+    for row in table(p):
+        click.echo(f"{row['rank']:>4} {row['trial']:>5} {100 * row['accuracy']:>8.2f}% {human(row['flops']):>9} "
+                   f"{human(row['params']):>8} {row['latency']:>18}  {row['paper tier']:<11} {row['arch']}")
+    click.echo(f"wrote {path}")

@@ -1,0 +1,21 @@
+"""``mvsearch report``: one self-contained HTML page about a study."""
+from __future__ import annotations
+
+import click
+
+from mvsearch.analysis.report import write_report
+
+
+@click.command()
+@click.option("--study", "study_name", help="Study name (default: the only study in studies/).")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Where to write the page  [default: reports/<study>.html]")
+@click.option("--backend", default=None, help="Latency figures from this backend (torch, onnxruntime); "
+                                               "default: the device that measured most trials.")
+@click.option("--png", is_flag=True, help="Also write each figure as PNG beside the page (needs kaleido).")
+def command(study_name, storage, output, backend, png):
+    """Write the study page: summary, Pareto plots, history, curves, importances, knobs, EDF, trials."""
+    path, rep = write_report(study_name, storage, output, backend=backend, png=png)
+    notes = f"; shown as notes: {', '.join(rep.notes)}" if rep.notes else ""
+    click.echo(f"wrote {path} ({len(rep.figures)} figures{notes})")

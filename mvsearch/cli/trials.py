@@ -1,0 +1,67 @@
+"""``mvsearch trials``: list a study's trials as a table, CSV or JSON (through pandas)."""
+from __future__ import annotations
+
+import json
+import sys
+import click
+
+from mvsearch.core.units import format_count, format_flops
+
+
+COLUMNS = ["number", "state", "tier", "accuracy", "flops", "params", "thop_macs", "activations", "epochs",
+           "baseline", "preset", "over_budget", "duration_s", "arch"]
+
+
+def trials_frame(study, *, include_rejected: bool = False):
+    """One row per trial (``arch`` as a dict), ordered by number."""
+    import pandas as pd
+
+    from mvsearch.search.record import records
+
+    rows = []
+    for r in records(study, include_rejected=include_rejected):
+        rows.append({
+            "number": r.number, "state": "REJECTED" if r.over_budget else r.state, "tier": r.tier,
+            "accuracy": r.accuracy, "flops": r.flops, "params": r.params, "thop_macs": r.thop_macs,
+            "activations": r.activations, "epochs": len(r.intermediate), "baseline": r.baseline,
+            "preset": r.preset, "over_budget": r.over_budget, "duration_s": r.duration_s,
+            "arch": r.arch.to_dict() if r.arch is not None else None, "summary": r.summary(),
+        })
+    df = pd.DataFrame(rows, columns=COLUMNS + ["summary"])
+    return df.astype({"flops": "Int64", "params": "Int64", "thop_macs": "Int64", "activations": "Int64"})
+
+
+@click.command()
+@click.option("--study", "study_name", help="Study name (default: the only study in studies/).")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--sort", type=click.Choice(["number", "accuracy", "flops", "params"]), default="number",
+              show_default=True, help="Order of the rows (accuracy: best first).")
+@click.option("--rejected", is_flag=True, help="Also list candidates the budget gate rejected (never trained).")
+def command(study_name, storage, fmt, sort, rejected):
+    """List a study's trials: state, tier, accuracy, FLOPs, params, architecture."""
+    from mvsearch.search.storage import load
+
+    study = load(study_name, storage)
+    df = trials_frame(study, include_rejected=rejected)
+    if sort != "number":
+        df = df.sort_values(sort, ascending=(sort != "accuracy"), na_position="last", kind="stable")
+    if fmt == "json":
+        out = df[COLUMNS].astype(object).where(df[COLUMNS].notna(), None).to_dict(orient="records")
+        sys.stdout.write(json.dumps(out) + "\n")
+        return
+    flat = df.drop(columns=["arch"]).rename(columns={"summary": "arch"})
+    if fmt == "csv":
+        click.echo(flat.to_csv(index=False), nl=False)
+        return
+    if flat.empty:
+        click.echo(f"study {study.study_name} has no trials yet"
+                   + ("" if rejected else " (besides budget rejections: see --rejected)"))
+        return
+    show = flat[["number", "state", "tier", "accuracy", "flops", "params", "epochs", "arch"]].copy()
+    show["accuracy"] = [f"{a:.4f}" if a == a and a is not None else "-" for a in flat["accuracy"]]
+    show["flops"] = [format_flops(int(f)) if f is not None and f == f else "-" for f in flat["flops"].astype(object)]
+    show["params"] = [format_count(int(p)) if p is not None and p == p else "-" for p in flat["params"].astype(object)]
+    show["tier"] = flat["tier"].fillna("-")
+    show["arch"] = [f"{p} (baseline)" if b else a for a, b, p in zip(flat["arch"], flat["baseline"], flat["preset"])]
+    click.echo(show.to_string(index=False))

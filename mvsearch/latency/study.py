@@ -1,0 +1,105 @@
+"""Latency of a study's trials: measure every trained trial (and the paper presets) on this device and store it beside the study."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mvsearch.arch.config import ArchConfig
+from mvsearch.arch.presets import get_preset
+from mvsearch.arch.geometry import parse_resolution
+from mvsearch.latency.measure import DEFAULT_REPEATS, DEFAULT_WARMUP, Device, Meter, REFERENCE
+
+
+_METERS: dict[tuple, Meter] = {}  # one meter per device and counts, so per-trial calls share a reference
+
+
+def measure_and_store(storage: str, study_name: str, trial_number: int, cfg: ArchConfig, resolution: Any, *,
+                      backend: str = "torch", threads: int | None = None, device: str = "cpu",
+                      warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS) -> Any:
+    """Measure one trial's architecture and store it (what ``mvsearch run --measure-latency`` calls).
+
+    Returns the stored :class:`~mvsearch.latency_store.LatencyRecord`.
+    """
+    from mvsearch.latency.store import Store, trial_subject
+
+    key = (backend, threads, device, warmup, repeats)
+    meter = _METERS.get(key)
+    if meter is None:
+        meter = _METERS[key] = Meter(backend, threads, device, warmup=warmup, repeats=repeats)
+    timing, ref = meter.measure(cfg, resolution)
+    with Store(storage) as store:
+        return store.put(study_name, trial_subject(trial_number), meter.device, resolution, timing, ref)
+
+
+@dataclass(frozen=True)
+class MeasureSummary:
+    """What ``mvsearch latency`` did."""
+
+    study_name: str
+    storage: str
+    device: Device
+    resolution: tuple[int, int]
+    measured: tuple  # the new LatencyRecords, in order
+    already: int  # subjects that had a measurement for this device and were left alone
+
+
+def deployment_resolution(study: Any, recs: list) -> tuple[int, int]:
+    """The study's deployment resolution: its user attribute, else the trials', else 256."""
+    for key in ("resolution", "deployment_resolution"):
+        if study.user_attrs.get(key) is not None:
+            return parse_resolution(study.user_attrs[key])
+    for r in recs:
+        if r.user_attrs.get("resolution") is not None:
+            return parse_resolution(r.user_attrs["resolution"])
+    return (256, 256)
+
+
+def study_num_classes(study: Any, recs: list) -> int:
+    """The deployed classifier size: the study's attribute, else the trials' architectures', else 1000."""
+    k = study.user_attrs.get("num_classes")
+    if isinstance(k, int) and k > 0:
+        return k
+    for r in recs:
+        if r.arch is not None:
+            return r.arch.num_classes
+    return 1000
+
+
+def measure_study(study_name: str | None = None, storage: str | None = None, *, backend: str = "torch",
+                  threads: int | None = None, device: str = "cpu", pareto_only: bool = False,
+                  force: bool = False, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
+                  progress: Callable[[int, int, str], None] | None = None) -> MeasureSummary:
+    """Measure every trained trial (and the paper presets) lacking a measurement on this device."""
+    from mvsearch.search import storage as st
+    from mvsearch.search import record as rec
+    from mvsearch.arch.presets import PRESETS
+    from mvsearch.latency.store import Store, preset_subject, trial_subject
+    from mvsearch.search.front import front
+
+    name, url = st.resolve(study_name, storage)
+    study = st.load(name, url)
+    recs = rec.records(study)
+    res = deployment_resolution(study, recs)
+    k = study_num_classes(study, recs)
+    meter = Meter(backend, threads, device, warmup=warmup, repeats=repeats)
+    trained = [r for r in recs if r.trained and r.arch is not None]
+    if pareto_only:
+        keep = {r.number for r in front(recs, "flops")}
+        trained = [r for r in trained if r.number in keep]
+    todo: list[tuple[str, ArchConfig]] = [(preset_subject(p), get_preset(p, k)) for p in PRESETS]
+    todo += [(trial_subject(r.number), r.arch) for r in trained]
+    with Store(storage=url) as store:
+        have = {r.subject for r in store.records(name, meter.device) if r.resolution == res}
+        pending = [(s, c) for s, c in todo if force or s not in have]
+        out = []
+        for i, (subject, cfg) in enumerate(pending):
+            if progress is not None:
+                progress(i, len(pending), subject)
+            if subject == preset_subject(REFERENCE):  # the reference is its own ratio: 1 exactly
+                timing = ref = meter.reference(res, k, fresh=True)
+            else:
+                timing, ref = meter.measure(cfg, res)
+            out.append(store.put(name, subject, meter.device, res, timing, ref))
+        if progress is not None:
+            progress(len(pending), len(pending), "")
+    return MeasureSummary(name, url, meter.device, res, tuple(out), len(todo) - len(pending))

@@ -1,0 +1,387 @@
+"""The proxy trainer: short, fast, deterministic training with a per-epoch callback.
+
+AdamW (no weight decay on norms and biases) with linear warmup then cosine decay, label-smoothed
+cross-entropy, and augmentation applied to whole uint8 batches on the training device: random crop
+with zero padding (R/32 pixels by default) and, where the data allows it, horizontal flip, both
+done by one vectorised gather. Images stay uint8 until the batch is built, are scaled to [0, 1] (as ml-cvnets'
+MobileViT expects, no mean/std) into a channels_last float buffer. No DataLoader: the tensors
+already sit in memory. On CUDA: bf16 autocast and optional ``torch.compile``. On CPU the thread
+count is capped at the CPUs this process may use, and freed memory stays in the process while
+training (:mod:`mvsearch.allocator`), so a step does not page-fault in what the last one freed.
+
+After every epoch BatchNorm statistics are re-estimated on a fixed subset of training images
+(:func:`recalibrate_bn`: a short training leaves the running averages stale), then the validation
+split is evaluated and ``callback(EpochStats)`` called; returning
+True stops training early (``stopped=True``), and an exception raised inside it (e.g. Optuna's
+``TrialPruned``) propagates unchanged. Same seed, same thread count -> same result on CPU. A NaN or
+infinite loss raises :class:`~mvsearch.errors.NonFiniteLossError`.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mvsearch.arch.config import ArchConfig
+from mvsearch.core.allocator import hold_freed_memory
+from mvsearch.core.errors import NonFiniteLossError, TrainError
+from mvsearch.core.runtime import cpu_threads, resolve_device
+from mvsearch.data.split import ProxySplit
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (the proxy's defaults live in :class:`mvsearch.proxy.ProxySettings`)."""
+
+    epochs: int = 3  # passes over the training split
+    batch_size: int = 64  # images per optimizer step
+    lr: float = 2e-3  # peak AdamW learning rate (after warmup)
+    weight_decay: float = 0.05  # AdamW decoupled weight decay (not on norms and biases)
+    warmup_epochs: float = 0.3  # linear warmup length; cosine decay to 0 afterwards
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    seed: int = 0  # order, augmentation, dropout (and init when train() is given an ArchConfig)
+    device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
+    compile: bool = False  # torch.compile the model (CUDA only; ignored on CPU)
+    threads: int | None = None  # CPU threads (None: torch's default capped at the usable CPUs)
+    crop_padding: int | None = None  # random-crop padding in pixels (None: resolution // 32)
+    eval_batch_size: int = 256  # images per validation forward pass
+    channels_last: bool = True  # NHWC activations (faster convs on CPU and GPU)
+    amp: bool = True  # bf16 autocast on CUDA (never on CPU, where it is slower)
+    nan_check_every: int = 20  # steps between finiteness checks on CUDA (every step on CPU)
+    bn_calibration: int = 512  # training images that re-estimate BatchNorm statistics before each
+    # validation (0: keep the running averages; see recalibrate_bn)
+    hold_memory: bool = True  # on CPU, keep freed memory in the process while training (glibc; see
+    # mvsearch.allocator): no page faults re-touching each step's activations
+
+    def __post_init__(self) -> None:
+        for name in ("compile", "channels_last", "amp", "hold_memory"):
+            if not isinstance(getattr(self, name), bool):
+                raise TrainError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.bn_calibration, bool) or not isinstance(self.bn_calibration, int) or self.bn_calibration < 0:
+            raise TrainError(f"bn_calibration: must be a non-negative integer, got {self.bn_calibration!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "nan_check_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TrainError(f"{name}: must be a positive integer, got {v!r}")
+        for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise TrainError(f"{name}: must be a finite number >= 0, got {v!r}")
+        if self.lr <= 0:
+            raise TrainError(f"lr: must be > 0, got {self.lr}")
+        if self.label_smoothing >= 1:
+            raise TrainError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise TrainError(f"device: must be auto, cpu or cuda, got {self.device!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise TrainError(f"threads: must be a positive integer or None, got {self.threads!r}")
+        if self.crop_padding is not None and (not isinstance(self.crop_padding, int) or self.crop_padding < 0):
+            raise TrainError(f"crop_padding: must be an integer >= 0 or None, got {self.crop_padding!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EpochStats:
+    """What the callback receives after each epoch."""
+
+    epoch: int  # 1-based
+    val_accuracy: float  # top-1 on the validation split, in [0, 1]
+    val_loss: float  # mean cross-entropy (no smoothing) on the validation split
+    train_loss: float  # mean training loss (with smoothing) over the epoch
+    images_per_s: float  # training throughput of this epoch (excludes validation)
+    lr: float = 0.0  # learning rate at the end of the epoch
+    wall_s: float = 0.0  # seconds since training started
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """The outcome of one training run."""
+
+    val_accuracy: float  # after the last epoch run
+    val_loss: float
+    epochs: list[EpochStats]
+    images_per_s: float  # training images / training seconds, over all epochs
+    wall_s: float  # whole run, validation included
+    stopped: bool  # True when the callback stopped training early
+    best_val_accuracy: float = 0.0
+    device: str = "cpu"
+    train_samples: int = 0
+    val_samples: int = 0
+    steps: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["epochs"] = [e.to_dict() for e in self.epochs]
+        return d
+
+
+def build_seeded(arch: ArchConfig, seed: int) -> nn.Module:
+    """``build_model(arch)`` initialised from ``seed``, leaving the caller's RNG state untouched."""
+    from mvsearch.model.network import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(arch)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only, not on norms and biases (timm's convention)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup and step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * peak * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def compact(x: torch.Tensor) -> torch.Tensor:
+    """A grayscale-expanded ``[N, 3, R, R]`` view -> its ``[N, 1, R, R]`` base (no copy)."""
+    return x[:, :1] if x.dim() == 4 and x.shape[1] == 3 and x.stride(1) == 0 else x
+
+
+def to_float(x: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """uint8 ``[B, C, R, R]`` (C = 1 or 3) -> float ``[B, 3, R, R]`` in [0, 1]."""
+    b, c, h, w = x.shape
+    out = torch.empty((b, h, w, 3), dtype=torch.float32, device=x.device)  # NHWC buffer
+    out.copy_(x.permute(0, 2, 3, 1).expand(b, h, w, 3))
+    out.mul_(1.0 / 255.0)
+    out = out.permute(0, 3, 1, 2)  # a channels_last view of [B, 3, H, W]
+    return out if channels_last else out.contiguous()
+
+
+def augment(x: torch.Tensor, padding: int, hflip: bool, g: torch.Generator,
+            channels_last: bool = True) -> torch.Tensor:
+    """Random crop (zero padding) and optional flip of a whole uint8 batch, then :func:`to_float`.
+
+    One gather does both: output pixel (i, j) of image b reads padded pixel
+    (oy_b + i, ox_b + j), or (oy_b + i, ox_b + R - 1 - j) when b is flipped.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+    if padding:
+        x = F.pad(x, (padding, padding, padding, padding))
+    off = torch.randint(0, 2 * padding + 1, (b, 2), generator=g).to(dev)
+    rows = off[:, :1] + torch.arange(h, device=dev)  # [B, H]
+    cols = off[:, 1:] + torch.arange(w, device=dev)  # [B, W]
+    if hflip:
+        flip = (torch.rand(b, generator=g) < 0.5).to(dev)
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+    bi = torch.arange(b, device=dev)[:, None, None]
+    # advanced indices on dims 0, 2, 3 around a slice: [B, C, H+2p, W+2p] -> [B, H, W, C]
+    crops = x[bi, :, rows[:, :, None], cols[:, None, :]]
+    return to_float(crops.permute(0, 3, 1, 2), channels_last)
+
+
+def crop_padding(cfg: TrainConfig, resolution: int) -> int:
+    """Pixels of zero padding for the random crop: ``cfg.crop_padding``, else ``resolution // 32``.
+
+    R/32 (2 pixels at the 64-pixel proxy), not the CIFAR habit of R/8: in a three-epoch proxy
+    training a stronger shift only slows learning. Measured on mobilevit_xxs, Fashion-MNIST,
+    ``ProxySettings()``, seeds 0 and 1, validation accuracy: R/8 84.4%; R/16 85.9%, 86.6%; R/32
+    86.9%, 88.4%; no crop 88.9% (bench/RESULTS.md).
+    """
+    return cfg.crop_padding if cfg.crop_padding is not None else resolution // 32
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
+             device: torch.device | str | None = None, channels_last: bool = True,
+             amp: bool = True) -> tuple[float, float]:
+    """(top-1 accuracy, mean cross-entropy) of ``model`` on uint8 images ``x`` with labels ``y``."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    x = compact(x)
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    loss = torch.zeros((), dtype=torch.float64, device=dev)
+    for i in range(0, len(x), batch_size):
+        xb = to_float(x[i:i + batch_size].to(dev, non_blocking=True), channels_last)
+        yb = y[i:i + batch_size].to(dev, non_blocking=True)
+        with _autocast(dev, amp):
+            out = model(xb)
+        out = out.float()
+        loss += F.cross_entropy(out, yb, reduction="sum").double()
+        correct += (out.argmax(1) == yb).sum()
+    model.train(was_training)
+    n = max(1, len(x))
+    return int(correct) / n, float(loss) / n
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, *, batch_size: int, device: torch.device,
+                   channels_last: bool = True, amp: bool = True) -> None:
+    """Re-estimate every BatchNorm's running mean/var from uint8 images ``x`` (no augmentation).
+
+    A short proxy training moves the weights faster than BatchNorm's running averages (momentum
+    0.1) follow, so in eval mode the network normalises with stale statistics: measured on
+    mobilevit_xxs after 48 steps on Fashion-MNIST, validation accuracy was 12% with the running
+    averages and 58% after recalibration. Re-estimating the statistics on a fixed set of training
+    images before each evaluation ("BN calibration", as weight-sharing NAS does) removes that
+    bias. Only the BatchNorm layers run in training mode (dropout stays off), the estimate is an
+    exact average over the images (momentum None), and no weight changes.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(x) == 0:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+        m.train()
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            if len(xb) < 2:
+                break
+            with _autocast(device, amp):
+                model(to_float(xb.to(device, non_blocking=True), channels_last))
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was_training)
+
+
+def train(model: nn.Module | ArchConfig, split: ProxySplit, cfg: TrainConfig, *, hflip: bool = True,
+          callback: Callable[[EpochStats], bool | None] | None = None,
+          progress: bool = False) -> TrainResult:
+    """Train ``model`` on ``split.train_*``, validating on ``split.val_*`` after each epoch.
+
+    ``model`` is trained in place (moved to the device); pass an :class:`ArchConfig` instead to
+    have it built here by ``build_seeded(arch, cfg.seed)`` (the same thing: fully deterministic on
+    CPU). The global RNG state of the caller is restored afterwards.
+    """
+    device = resolve_device(cfg.device)
+    n = len(split.train_y)
+    if n == 0 or len(split.val_y) == 0:
+        raise TrainError(f"empty split: {n} training and {len(split.val_y)} validation images")
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    with cpu_threads(cfg.threads), hold_freed_memory(cfg.hold_memory and device.type == "cpu"), \
+            torch.random.fork_rng(devices=fork_devices):
+        if isinstance(model, ArchConfig):
+            model = build_seeded(model, cfg.seed)
+        torch.manual_seed(cfg.seed)
+        return _train(model, split, cfg, device, hflip, callback, progress)
+
+
+def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
+    t_start = time.perf_counter()
+    g = torch.Generator().manual_seed(cfg.seed)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = model
+    if cfg.compile and device.type == "cuda":
+        net = torch.compile(model)
+    x = compact(split.train_x).to(device)
+    y = split.train_y.to(device)
+    val_x, val_y = compact(split.val_x), split.val_y
+    if device.type == "cuda":
+        val_x, val_y = val_x.to(device), val_y.to(device)
+    res = x.shape[-1]
+    pad = crop_padding(cfg, res)
+    n = len(y)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)  # drop the last partial batch (BatchNorm needs > 1 sample)
+    total = steps_per_epoch * cfg.epochs
+    warmup = min(total, round(cfg.warmup_epochs * steps_per_epoch))
+    opt_kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, **opt_kw)
+    check_every = 1 if device.type == "cpu" else cfg.nan_check_every
+    # a fixed, class-mixed subset of the training split for BatchNorm calibration
+    calib = x[torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 1))[:cfg.bn_calibration]
+              .to(device)] if cfg.bn_calibration else x[:0]
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="step", leave=False, dynamic_ncols=True)
+    epochs: list[EpochStats] = []
+    stopped = False
+    step = 0
+    train_seconds = 0.0
+    lr = cfg.lr
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            perm = torch.randperm(n, generator=g).to(device)
+            loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+            t0 = time.perf_counter()
+            for s in range(steps_per_epoch):
+                idx = perm[s * bs:(s + 1) * bs]
+                xb = augment(x[idx], pad, hflip and split.hflip, g, cfg.channels_last)
+                yb = y[idx]
+                lr = lr_at(step, total, warmup, cfg.lr)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                with _autocast(device, cfg.amp):
+                    loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach().float()
+                step += 1
+                if (s + 1) % check_every == 0 or s + 1 == steps_per_epoch:
+                    if not bool(torch.isfinite(loss_sum)):
+                        raise NonFiniteLossError(
+                            f"training loss became {float(loss_sum)} at epoch {epoch}, step {step}; "
+                            f"lower the learning rate (lr={cfg.lr}) or check the data")
+                if bar is not None:
+                    bar.update(1)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t0
+            train_seconds += dt
+            recalibrate_bn(net, calib, batch_size=cfg.batch_size, device=device,
+                           channels_last=cfg.channels_last, amp=cfg.amp)
+            acc, vloss = evaluate(net, val_x, val_y, batch_size=cfg.eval_batch_size, device=device,
+                                  channels_last=cfg.channels_last, amp=cfg.amp)
+            stats = EpochStats(epoch=epoch, val_accuracy=acc, val_loss=vloss,
+                               train_loss=float(loss_sum) / steps_per_epoch,
+                               images_per_s=steps_per_epoch * bs / dt if dt > 0 else 0.0,
+                               lr=lr, wall_s=time.perf_counter() - t_start)
+            epochs.append(stats)
+            if bar is not None:
+                bar.set_postfix(epoch=epoch, val_acc=f"{acc:.4f}", loss=f"{stats.train_loss:.3f}")
+            if callback is not None and callback(stats) is True:
+                stopped = True
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    last = epochs[-1]
+    return TrainResult(
+        val_accuracy=last.val_accuracy, val_loss=last.val_loss, epochs=epochs,
+        images_per_s=step * bs / train_seconds if train_seconds > 0 else 0.0,
+        wall_s=time.perf_counter() - t_start, stopped=stopped,
+        best_val_accuracy=max(e.val_accuracy for e in epochs), device=str(device),
+        train_samples=n, val_samples=len(split.val_y), steps=step, config=cfg.to_dict(),
+    )

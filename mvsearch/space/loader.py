@@ -1,0 +1,77 @@
+"""Loading spaces: a file path or the name of a shipped space -> a validated :class:`SearchSpace`."""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Mapping
+from pydantic import ValidationError
+
+from mvsearch.core.errors import SpaceError
+from mvsearch.space.rules import _check
+from mvsearch.space.schema import SpaceSpec
+from mvsearch.space.space import SearchSpace
+from mvsearch.space.yamlmap import _Locator, _pydantic_error, _yaml_with_lines
+
+
+def parse_space(text: str, file: str = "<string>") -> SearchSpace:
+    """Validate YAML text into a SearchSpace (SpaceError with file:line: path: message)."""
+    data, lines = _yaml_with_lines(text, file)
+    loc = _Locator(file, lines)
+    if not isinstance(data, Mapping):
+        raise SpaceError(f"{file}: a search space must be a mapping with name, arch (and optionally "
+                         f"deployment, proxy, search), got {type(data).__name__}")
+    try:
+        spec = SpaceSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, loc) from None
+    space = SearchSpace(spec=spec, file=file, text=text)
+    _check(space, loc)
+    return space
+
+
+def spaces_dirs() -> list[Path]:
+    """Where a bare space name is looked up: ./spaces, then the repository's spaces/."""
+    here = Path(__file__).resolve().parent.parent / "spaces"
+    dirs = [Path("spaces")]
+    if here.resolve() != Path("spaces").resolve():
+        dirs.append(here)
+    return dirs
+
+
+def known_spaces() -> list[str]:
+    names = set()
+    for d in spaces_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def find_space(ref: str) -> Path:
+    """``spaces/mobile.yaml`` (a file) or ``mobile`` (a name in :func:`spaces_dirs`) -> the file."""
+    p = Path(ref).expanduser()
+    if p.is_file():
+        return p
+    looks_like_name = re.fullmatch(r"[A-Za-z0-9_.-]+", ref) is not None and not ref.endswith((".yaml", ".yml"))
+    if looks_like_name:
+        for d in spaces_dirs():
+            for cand in (d / f"{ref}.yaml", d / f"{ref}.yml"):
+                if cand.is_file():
+                    return cand
+    known = known_spaces()
+    hint = difflib.get_close_matches(p.stem, known, n=1)
+    did = f" (did you mean {hint[0]!r}?)" if hint else ""
+    if p.is_dir():
+        raise SpaceError(f"--space {ref}: is a directory; pass a space file such as spaces/mobile.yaml")
+    raise SpaceError(f"--space {ref}: no such file or space name{did}; known spaces: "
+                     f"{', '.join(known) or 'none'} (pass a name or a path to a .yaml file)")
+
+
+def load_space(ref: str | Path) -> SearchSpace:
+    """Read and validate a space file, or a shipped space by name."""
+    path = find_space(str(ref))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpaceError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    return parse_space(text, str(path))
