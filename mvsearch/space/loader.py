@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from importlib import resources
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
 from pydantic import ValidationError
 
 from mvsearch.core.errors import SpaceError
@@ -12,6 +14,9 @@ from mvsearch.space.rules import _check
 from mvsearch.space.schema import SpaceSpec
 from mvsearch.space.space import SearchSpace
 from mvsearch.space.yamlmap import _Locator, _pydantic_error, _yaml_with_lines
+
+if TYPE_CHECKING:  # importlib.resources.abc is Python 3.11+; only annotations use it
+    from importlib.resources.abc import Traversable
 
 
 def parse_space(text: str, file: str = "<string>") -> SearchSpace:
@@ -30,25 +35,46 @@ def parse_space(text: str, file: str = "<string>") -> SearchSpace:
     return space
 
 
-def spaces_dirs() -> list[Path]:
-    """Where a bare space name is looked up: ./spaces, then the repository's spaces/."""
-    here = Path(__file__).resolve().parent.parent / "spaces"
-    dirs = [Path("spaces")]
-    if here.resolve() != Path("spaces").resolve():
-        dirs.append(here)
+def shipped_spaces() -> Traversable:
+    """The package's own spaces (mobile, tiny): a resource folder, so it works from a wheel too."""
+    return resources.files("mvsearch.space") / "spaces"
+
+
+def spaces_dirs() -> list[Path | Traversable]:
+    """Where a bare space name is looked up: ./spaces (the user's own), then the shipped spaces.
+
+    In a checkout the repository's ``spaces`` is a link to the shipped folder; it is listed once.
+    """
+    own = Path("spaces")
+    shipped = shipped_spaces()
+    dirs: list[Path | Traversable] = [own]
+    if not (isinstance(shipped, Path) and own.exists() and own.resolve() == shipped.resolve()):
+        dirs.append(shipped)
     return dirs
+
+
+def _yaml_files(d: Path | Traversable) -> list[Path | Traversable]:
+    try:
+        if not d.is_dir():
+            return []
+        return [f for f in d.iterdir() if f.name.endswith(".yaml") and f.is_file()]
+    except OSError:
+        return []
 
 
 def known_spaces() -> list[str]:
     names = set()
     for d in spaces_dirs():
-        if d.is_dir():
-            names.update(p.stem for p in d.glob("*.yaml"))
+        names.update(f.name[: -len(".yaml")] for f in _yaml_files(d))
     return sorted(names)
 
 
-def find_space(ref: str) -> Path:
-    """``spaces/mobile.yaml`` (a file) or ``mobile`` (a name in :func:`spaces_dirs`) -> the file."""
+def find_space(ref: str) -> Path | Traversable:
+    """``spaces/mobile.yaml`` (a file) or ``mobile`` (a name in :func:`spaces_dirs`) -> the file.
+
+    A shipped space comes back as its resource (a :class:`~pathlib.Path` when the package is on
+    disk, as in a checkout or an installed wheel).
+    """
     p = Path(ref).expanduser()
     if p.is_file():
         return p
