@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from mvsearch.arch.presets import PRESETS, get_preset
 from mvsearch.core.errors import StudyError
 from mvsearch.search.front import Axis, Y_AXES, _x_getter, candidates, check_axis, nondominated
-from mvsearch.search.record import TrialRecord
+from mvsearch.search.record import TrialRecord, trial_key
 
 
 LOG_X_SPAN = 5.0  # a log x axis when the largest cost shown is at least this many times the smallest
@@ -29,14 +29,14 @@ SHORT = {"mobilevit_xxs": "XXS", "mobilevit_xs": "XS", "mobilevit_s": "S"}
 
 
 @dataclass(frozen=True)
-class Tier:
+class PaperPreset:
     """A paper preset at the study's deployment resolution and classifier size."""
 
     name: str  # preset name
     flops: int
     params: int
     latency_ms: float | None = None  # on the report's device, when measured
-    trial: int | None = None  # the baseline trial that trained it in this study, if any
+    trial: str | None = None  # the baseline trial (its ref) that trained it in this study, if any
     accuracy: float | None = None  # that trial's accuracy
 
     @property
@@ -62,7 +62,7 @@ def _preset_cost(name: str, num_classes: int, resolution: tuple[int, int]) -> tu
 
 
 def paper_tiers(recs: Sequence[TrialRecord], resolution: tuple[int, int], num_classes: int,
-                latency: dict[str, Any] | None = None) -> list[Tier]:
+                latency: dict[str, Any] | None = None) -> list[PaperPreset]:
     """The three presets, with their baseline trials' figures where the study trained them."""
     out = []
     for name in PRESETS:
@@ -73,15 +73,15 @@ def paper_tiers(recs: Sequence[TrialRecord], resolution: tuple[int, int], num_cl
         else:
             flops, params = _preset_cost(name, num_classes, tuple(resolution))
         lat = (latency or {}).get(f"preset:{name}")
-        if base is not None and (latency or {}).get(f"trial:{base.number}") is not None:
-            lat = latency[f"trial:{base.number}"]
-        out.append(Tier(name, flops, params, lat.median_ms if lat is not None else None,
-                        base.number if base is not None else None,
+        if base is not None and (latency or {}).get(trial_key(base.ref)) is not None:
+            lat = latency[trial_key(base.ref)]
+        out.append(PaperPreset(name, flops, params, lat.median_ms if lat is not None else None,
+                        base.ref if base is not None else None,
                         base.accuracy if base is not None else None))
     return out
 
 
-def nearest_tier(flops: int | None, tiers: Sequence[Tier]) -> str:
+def nearest_tier(flops: int | None, tiers: Sequence[PaperPreset]) -> str:
     """``XS ×0.93``: the preset nearest in FLOPs (on a log scale) and the ratio to it."""
     if not flops or not tiers:
         return "-"
@@ -114,7 +114,7 @@ class Pareto:
     points: list[Point]  # every completed trial with x and accuracy
     pruned: list[Point]  # pruned trials with x and a last reported accuracy
     front: list[Point]  # the non-dominated points, rank order
-    tiers: list[Tier]
+    tiers: list[PaperPreset]
     device: Any = None  # latency Device, when latency figures are shown
     counts: dict[str, int] = field(default_factory=dict)  # trials by state, and budget rejections
 
@@ -125,7 +125,7 @@ class Pareto:
         xs += [v for v in (self.tier_x(t) for t in self.tiers) if v]
         return bool(xs) and max(xs) / min(xs) >= LOG_X_SPAN
 
-    def tier_x(self, t: Tier) -> float | None:
+    def tier_x(self, t: PaperPreset) -> float | None:
         """A preset's position on this plot's x axis (None when unknown)."""
         return {"flops": t.flops, "params": t.params, "latency": t.latency_ms}[self.x.name]
 
@@ -148,7 +148,7 @@ def _point_json(p: Point) -> dict[str, Any]:
     r = p.record
     lat = p.latency
     return {
-        "rank": p.rank, "number": r.number, "accuracy": p.accuracy, "x": p.x,
+        "rank": p.rank, "trial": r.ref, "number": r.number, "accuracy": p.accuracy, "x": p.x,
         "flops": r.flops, "params": r.params,
         "latency_ms": lat.median_ms if lat is not None else None,
         "latency_iqr_ms": lat.iqr_ms if lat is not None else None,
@@ -176,13 +176,13 @@ def build(study_name: str, storage: str, recs_all: Sequence[TrialRecord], x: str
     get_x = _x_getter(x, latency)
     lat = latency or {}
     tiers = paper_tiers(recs, resolution, num_classes, latency)
-    points = [Point(r, xv, acc, lat.get(f"trial:{r.number}"), tier=nearest_tier(r.flops, tiers))
+    points = [Point(r, xv, acc, lat.get(trial_key(r.ref)), tier=nearest_tier(r.flops, tiers))
               for r, xv, acc in candidates(recs, get_x)]
     pruned = []
     for r in recs:
         xv = get_x(r)
         if r.state == "PRUNED" and r.accuracy is not None and xv is not None:
-            pruned.append(Point(r, float(xv), r.accuracy, lat.get(f"trial:{r.number}")))
+            pruned.append(Point(r, float(xv), r.accuracy, lat.get(trial_key(r.ref))))
     idx = nondominated([(p.x, p.accuracy) for p in points])
     rank = 0
     front_pts = []
@@ -202,14 +202,13 @@ def compute(study_name: str | None = None, storage: str | None = None, x: str = 
     """Load a study and compute its front against ``x`` (latency from the device that measured most)."""
     from mvsearch.latency import study as lt
     from mvsearch.latency import store as ls
-    from mvsearch.search import storage as st
-    from mvsearch.search import record as rec
+    from mvsearch.search.storage import open_search
 
     check_axis(x)
     check_axis(y, Y_AXES, "--y")
-    name, url = st.resolve(study_name, storage)
-    study = st.load(name, url)
-    recs_all = rec.records(study, include_rejected=True)
+    study = open_search(study_name, storage)
+    name, url = study.name, study.url
+    recs_all = study.records(include_rejected=True)
     recs = [r for r in recs_all if not r.over_budget]
     if not recs:
         raise StudyError(f"study {name!r} has no trials yet; run `mvsearch run --study {name}` first")
@@ -237,7 +236,7 @@ def table(p: Pareto) -> list[dict[str, Any]]:
         r = pt.record
         lat = pt.latency
         rows.append({
-            "rank": pt.rank, "trial": r.number, "accuracy": pt.accuracy, "flops": r.flops, "params": r.params,
+            "rank": pt.rank, "trial": r.ref, "accuracy": pt.accuracy, "flops": r.flops, "params": r.params,
             "latency": f"{lat.median_ms:.2f} ms IQR {lat.iqr_ms:.2f}" if lat is not None else "-",
             "arch": r.summary() + (" (baseline)" if r.baseline else ""), "paper tier": pt.tier,
         })

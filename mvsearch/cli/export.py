@@ -11,7 +11,7 @@ from mvsearch.export.writer import from_preset, from_trial, parse_formats, selec
 @click.command()
 @click.option("--study", "study_name", help="Study name (default storage: sqlite:///studies/NAME.db).")
 @click.option("--storage", help="Optuna storage URL (default: the study's SQLite file).")
-@click.option("--trial", type=int, help="Export trial number N.")
+@click.option("--trial", help="The trial to export, as `mvsearch trials` lists it: 1.5G/3 (or 3 when only one tier has a trial 3).")
 @click.option("--best", is_flag=True, help="Export the most accurate COMPLETE trial (baselines included).")
 @click.option("--pareto-rank", type=int,
               help="Export the K-th point of the accuracy-vs-FLOPs Pareto front: 1 = most accurate.")
@@ -46,14 +46,13 @@ def command(study_name, storage, trial, best, pareto_rank, preset, formats, weig
         target = from_preset(preset, num_classes, resolution or 256, stem=name)
         click.echo(f"exporting preset {preset} ({target.cfg.num_classes} classes)")
     else:
-        name_, url = studies.resolve(study_name, storage)
-        st = studies.load(name_, url)
+        st = studies.open_search(study_name, storage)
         rec = select(st, trial=trial, best=best, pareto_rank=pareto_rank)
-        target = from_trial(st, rec, storage=url, weights=weights, num_classes=num_classes,
+        target = from_trial(st, rec, storage=st.url, weights=weights, num_classes=num_classes,
                             resolution=resolution, allow_incomplete=allow_incomplete, stem=name)
         acc = f"accuracy {rec.accuracy:.4f}" if rec.accuracy is not None else "no accuracy"
         kind = f", baseline {rec.preset}" if rec.baseline and rec.preset else ""
-        click.echo(f"exporting trial {rec.number} of study {st.study_name!r} ({rec.state}, {acc}{kind})")
+        click.echo(f"exporting trial {rec.ref} of study {st.name!r} ({rec.state}, {acc}{kind})")
     result = write(target, out_dir, fmts, force=force, opset=opset)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)

@@ -47,7 +47,7 @@ def command(study_name, storage, backend, threads, device, pareto_only, force, w
     if as_json:
         print_json({"study": out.study_name, "storage": out.storage, "device": dict(out.device.__dict__),
                     "resolution": list(out.resolution), "already_measured": out.already,
-                    "measured": [{"subject": r.subject, "trial": r.trial_number, "preset": r.preset,
+                    "measured": [{"subject": r.subject, "trial": r.subject.partition(":")[2] if r.subject.startswith("trial:") else None, "preset": r.preset,
                                   "median_ms": r.median_ms, "q1_ms": r.q1_ms, "q3_ms": r.q3_ms, "count": r.count,
                                   "ratio_xxs": r.ratio_xxs} for r in out.measured]})
         return

@@ -45,25 +45,25 @@ class _Printer:
         for n in info.notes:
             self.note(f"proxy: {n}")
 
-    def trial_start(self, number, tier, cfg, flops, preset) -> None:
+    def trial_start(self, ref, tier, cfg, flops, preset) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(f"trial {number} ({preset or format_flops(flops)}) training", refresh=True)
+            self.bar.set_postfix_str(f"trial {ref} ({preset or format_flops(flops)}) training", refresh=True)
 
-    def epoch(self, number, epoch, accuracy) -> None:
+    def epoch(self, ref, epoch, accuracy) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(f"trial {number} epoch {epoch} acc {accuracy:.4f}", refresh=True)
+            self.bar.set_postfix_str(f"trial {ref} epoch {epoch} acc {accuracy:.4f}", refresh=True)
 
     def trial_end(self, o) -> None:
         tier = f"tier {o.tier}" if o.tier else "no tier"
         if o.state == "REJECTED":
             self.rejected += 1
-            self.line(f"trial {o.number:>4}  {tier:<10} rejected   {format_flops(o.flops):>7} FLOPs "
+            self.line(f"trial {o.ref:>8}  {tier:<10} rejected   {format_flops(o.flops):>7} FLOPs "
                       f"{format_count(o.params):>6} params  ({o.reason}; not trained)")
             return
         acc = f"{o.accuracy:.4f}" if o.accuracy is not None else "  -   "
         what = f"baseline {o.preset}" if o.baseline else o.summary
         extra = f"  [{o.reason}]" if o.reason else ""
-        self.line(f"trial {o.number:>4}  {tier:<10} {o.state.lower():<9}  {format_flops(o.flops):>7} FLOPs "
+        self.line(f"trial {o.ref:>8}  {tier:<10} {o.state.lower():<9}  {format_flops(o.flops):>7} FLOPs "
                   f"{format_count(o.params):>6} params  acc {acc}  {o.epochs} ep  {_dur(o.wall_s):>6}  {what}{extra}")
         if self.bar is not None and not o.baseline:
             self.bar.update(1)
@@ -79,18 +79,18 @@ class _Printer:
             self.bar.close()
 
 
-def _table(study, summary) -> None:
+def _table(search, summary) -> None:
     from mvsearch.search.driver import best_trials
 
-    best = best_trials(study)
+    best = best_trials(search)
     click.echo("")
     if not best:
         click.echo("no completed trial yet")
     else:
-        click.echo("best trials (per tier, and the baselines):")
-        click.echo(f"{'trial':>6}  {'tier':<8} {'accuracy':>8} {'FLOPs':>8} {'params':>8}  architecture")
+        click.echo("best trials (the 3 most accurate of each tier, and the baselines; sorted by FLOPs):")
+        click.echo(f"{'trial':>10}  {'tier':<8} {'accuracy':>8} {'FLOPs':>8} {'params':>8}  architecture")
         for r in best:
-            click.echo(f"{r.number:>6}  {(r.tier or '-'):<8} {r.accuracy:>8.4f} {format_flops(r.flops):>8} "
+            click.echo(f"{r.ref:>10}  {(r.tier or '-'):<8} {r.accuracy:>8.4f} {format_flops(r.flops):>8} "
                        f"{format_count(r.params):>8}  {r.preset or r.summary()}")
     s = summary
     trained = s.count("COMPLETE") + s.count("PRUNED") + s.count("FAIL")
@@ -101,6 +101,24 @@ def _table(study, summary) -> None:
                f"{s.screened} start-up draws screened out; {_dur(s.wall_s)}")
     click.echo(f"list them: mvsearch trials --study {s.study_name}"
                + (f" --storage {s.storage}" if not s.storage.endswith(f"studies/{s.study_name}.db") else ""))
+
+
+def _latency_callback(url, threads):
+    """An Optuna callback measuring each completed trial's latency (``--measure-latency``)."""
+    from optuna.trial import TrialState
+
+    from mvsearch.latency.study import measure_and_store
+    from mvsearch.search.record import StudyRecord, records_of
+
+    def measure(study, trial) -> None:
+        if trial.state != TrialState.COMPLETE:
+            return
+        info = StudyRecord.from_attrs(study.user_attrs)
+        rec = records_of([trial], study.study_name, info.tier)[0]
+        if rec.arch is not None:
+            measure_and_store(url, info.search, rec.ref, rec.arch, info.resolution, backend="torch", threads=threads)
+
+    return measure
 
 
 @click.command()
@@ -135,7 +153,8 @@ def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_na
     import optuna
 
     from mvsearch.core.errors import StudyError
-    from mvsearch.search.driver import RunOptions, run_search
+    from mvsearch.search.driver import run_search
+    from mvsearch.search.events import RunOptions
     from mvsearch.space.loader import load_space
 
     space = load_space(space_ref)
@@ -149,20 +168,23 @@ def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_na
         trials=trials if trials is not None else s.trials, study_name=study_name, storage=storage, data=data,
         seed=seed if seed is not None else s.seed, sampler=sampler or s.sampler, pruner=pruner or s.pruner,
         device=device, timeout_s=parse_duration(timeout) if timeout is not None else None,
-        with_baselines=with_baselines, save_weights=save_weights, measure_latency=measure_latency,
-        threads=threads,
+        with_baselines=with_baselines, save_weights=save_weights, threads=threads,
     )
+    from mvsearch.search.storage import default_storage
+
+    url = opts.storage or default_storage(opts.study_name or space.name)
+    callbacks = [_latency_callback(url, opts.threads)] if measure_latency else []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     printer = _Printer(opts.trials)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-            summary = run_search(space, b, opts, printer)
+            summary = run_search(space, b, opts, printer, callbacks=callbacks)
     finally:
         printer.close()
-    from mvsearch.search.storage import load
+    from mvsearch.search.storage import open_search
 
-    _table(load(summary.study_name, summary.storage), summary)
+    _table(open_search(summary.study_name, summary.storage), summary)
     if summary.timed_out:
         click.echo(f"stopped: --timeout {timeout} reached; rerun the same command to add trials")
     if summary.interrupted:

@@ -8,20 +8,18 @@ import click
 from mvsearch.core.units import format_count, format_flops
 
 
-COLUMNS = ["number", "state", "tier", "accuracy", "flops", "params", "thop_macs", "activations", "epochs",
+COLUMNS = ["trial", "study", "number", "state", "tier", "accuracy", "flops", "params", "thop_macs", "activations", "epochs",
            "baseline", "preset", "over_budget", "duration_s", "arch"]
 
 
-def trials_frame(study, *, include_rejected: bool = False):
-    """One row per trial (``arch`` as a dict), ordered by number."""
+def trials_frame(search, *, include_rejected: bool = False):
+    """One row per trial (``arch`` as a dict), ordered by tier study, then number."""
     import pandas as pd
 
-    from mvsearch.search.record import records
-
     rows = []
-    for r in records(study, include_rejected=include_rejected):
+    for r in search.records(include_rejected=include_rejected):
         rows.append({
-            "number": r.number, "state": "REJECTED" if r.over_budget else r.state, "tier": r.tier,
+            "trial": r.ref, "study": r.study, "number": r.number, "state": "REJECTED" if r.over_budget else r.state, "tier": r.tier,
             "accuracy": r.accuracy, "flops": r.flops, "params": r.params, "thop_macs": r.thop_macs,
             "activations": r.activations, "epochs": len(r.intermediate), "baseline": r.baseline,
             "preset": r.preset, "over_budget": r.over_budget, "duration_s": r.duration_s,
@@ -40,10 +38,12 @@ def trials_frame(study, *, include_rejected: bool = False):
 @click.option("--rejected", is_flag=True, help="Also list candidates the budget gate rejected (never trained).")
 def command(study_name, storage, fmt, sort, rejected):
     """List a study's trials: state, tier, accuracy, FLOPs, params, architecture."""
-    from mvsearch.search.storage import load
+    from mvsearch.search.storage import open_search
 
-    study = load(study_name, storage)
-    df = trials_frame(study, include_rejected=rejected)
+    search = open_search(study_name, storage)
+    df = trials_frame(search, include_rejected=rejected)
+    import pandas as pd
+
     if sort != "number":
         df = df.sort_values(sort, ascending=(sort != "accuracy"), na_position="last", kind="stable")
     if fmt == "json":
@@ -55,13 +55,13 @@ def command(study_name, storage, fmt, sort, rejected):
         click.echo(flat.to_csv(index=False), nl=False)
         return
     if flat.empty:
-        click.echo(f"study {study.study_name} has no trials yet"
+        click.echo(f"study {search.name} has no trials yet"
                    + ("" if rejected else " (besides budget rejections: see --rejected)"))
         return
-    show = flat[["number", "state", "tier", "accuracy", "flops", "params", "epochs", "arch"]].copy()
-    show["accuracy"] = [f"{a:.4f}" if a == a and a is not None else "-" for a in flat["accuracy"]]
-    show["flops"] = [format_flops(int(f)) if f is not None and f == f else "-" for f in flat["flops"].astype(object)]
-    show["params"] = [format_count(int(p)) if p is not None and p == p else "-" for p in flat["params"].astype(object)]
+    show = flat[["trial", "state", "tier", "accuracy", "flops", "params", "epochs", "arch"]].copy()
+    show["accuracy"] = ["-" if pd.isna(a) else f"{a:.4f}" for a in flat["accuracy"]]
+    show["flops"] = ["-" if pd.isna(f) else format_flops(int(f)) for f in flat["flops"]]
+    show["params"] = ["-" if pd.isna(n) else format_count(int(n)) for n in flat["params"]]
     show["tier"] = flat["tier"].fillna("-")
     show["arch"] = [f"{p} (baseline)" if b else a for a, b, p in zip(flat["arch"], flat["baseline"], flat["preset"])]
     click.echo(show.to_string(index=False))

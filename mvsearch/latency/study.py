@@ -7,13 +7,14 @@ from typing import Any, Callable
 from mvsearch.arch.config import ArchConfig
 from mvsearch.arch.presets import get_preset
 from mvsearch.arch.geometry import parse_resolution
-from mvsearch.latency.measure import DEFAULT_REPEATS, DEFAULT_WARMUP, Device, Meter, REFERENCE
+from mvsearch.latency.measure import DEFAULT_REPEATS, DEFAULT_WARMUP, REFERENCE, Device, Meter
+from mvsearch.search.record import StudyRecord
 
 
 _METERS: dict[tuple, Meter] = {}  # one meter per device and counts, so per-trial calls share a reference
 
 
-def measure_and_store(storage: str, study_name: str, trial_number: int, cfg: ArchConfig, resolution: Any, *,
+def measure_and_store(storage: str, study_name: str, trial_ref: str, cfg: ArchConfig, resolution: Any, *,
                       backend: str = "torch", threads: int | None = None, device: str = "cpu",
                       warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS) -> Any:
     """Measure one trial's architecture and store it (what ``mvsearch run --measure-latency`` calls).
@@ -28,7 +29,7 @@ def measure_and_store(storage: str, study_name: str, trial_number: int, cfg: Arc
         meter = _METERS[key] = Meter(backend, threads, device, warmup=warmup, repeats=repeats)
     timing, ref = meter.measure(cfg, resolution)
     with Store(storage) as store:
-        return store.put(study_name, trial_subject(trial_number), meter.device, resolution, timing, ref)
+        return store.put(study_name, trial_subject(trial_ref), meter.device, resolution, timing, ref)
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,20 @@ class MeasureSummary:
     already: int  # subjects that had a measurement for this device and were left alone
 
 
-def deployment_resolution(study: Any, recs: list) -> tuple[int, int]:
-    """The study's deployment resolution: its user attribute, else the trials', else 256."""
-    for key in ("resolution", "deployment_resolution"):
-        if study.user_attrs.get(key) is not None:
-            return parse_resolution(study.user_attrs[key])
+def deployment_resolution(search: Any, recs: list) -> tuple[int, int]:
+    """The search's deployment resolution: its attribute, else the trials', else 256."""
+    info = StudyRecord.from_attrs(search.user_attrs)
+    if info.resolution is not None:
+        return parse_resolution(info.resolution)
     for r in recs:
-        if r.user_attrs.get("resolution") is not None:
-            return parse_resolution(r.user_attrs["resolution"])
+        if r.resolution is not None:
+            return parse_resolution(r.resolution)
     return (256, 256)
 
 
-def study_num_classes(study: Any, recs: list) -> int:
-    """The deployed classifier size: the study's attribute, else the trials' architectures', else 1000."""
-    k = study.user_attrs.get("num_classes")
+def study_num_classes(search: Any, recs: list) -> int:
+    """The deployed classifier size: the search's attribute, else the trials' architectures', else 1000."""
+    k = StudyRecord.from_attrs(search.user_attrs).num_classes
     if isinstance(k, int) and k > 0:
         return k
     for r in recs:
@@ -70,24 +71,23 @@ def measure_study(study_name: str | None = None, storage: str | None = None, *, 
                   force: bool = False, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
                   progress: Callable[[int, int, str], None] | None = None) -> MeasureSummary:
     """Measure every trained trial (and the paper presets) lacking a measurement on this device."""
-    from mvsearch.search import storage as st
-    from mvsearch.search import record as rec
     from mvsearch.arch.presets import PRESETS
     from mvsearch.latency.store import Store, preset_subject, trial_subject
     from mvsearch.search.front import front
+    from mvsearch.search.storage import open_search
 
-    name, url = st.resolve(study_name, storage)
-    study = st.load(name, url)
-    recs = rec.records(study)
+    study = open_search(study_name, storage)
+    name, url = study.name, study.url
+    recs = study.records()
     res = deployment_resolution(study, recs)
     k = study_num_classes(study, recs)
     meter = Meter(backend, threads, device, warmup=warmup, repeats=repeats)
     trained = [r for r in recs if r.trained and r.arch is not None]
     if pareto_only:
-        keep = {r.number for r in front(recs, "flops")}
-        trained = [r for r in trained if r.number in keep]
+        keep = {r.ref for r in front(recs, "flops")}
+        trained = [r for r in trained if r.ref in keep]
     todo: list[tuple[str, ArchConfig]] = [(preset_subject(p), get_preset(p, k)) for p in PRESETS]
-    todo += [(trial_subject(r.number), r.arch) for r in trained]
+    todo += [(trial_subject(r.ref), r.arch) for r in trained]
     with Store(storage=url) as store:
         have = {r.subject for r in store.records(name, meter.device) if r.resolution == res}
         pending = [(s, c) for s, c in todo if force or s not in have]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from mvsearch.core.errors import MvsearchError
-from mvsearch.search.record import TrialRecord
+from mvsearch.search.record import TrialRecord, trial_key
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def _x_getter(axis: str, latency: dict[str, Any] | None):
     lat = latency or {}
 
     def get(r: TrialRecord) -> float | None:
-        m = lat.get(f"trial:{r.number}")
+        m = lat.get(trial_key(r.ref))
         return m.median_ms if m is not None else None
 
     return get

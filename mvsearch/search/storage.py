@@ -1,8 +1,16 @@
-"""Where studies live and how their trials read back: the contract between search and reports.
+"""Where searches live: Optuna's RDB storage, one Optuna study per FLOP tier, read back as one search.
 
-A study is an Optuna study in Optuna's own RDB storage (SQLite by default, PostgreSQL for many
-machines), single-objective: ``trial.value`` is the proxy validation accuracy (0..1), maximised.
-Everything else a trial knows is in its user attributes, under the keys of :data:`ATTR`.
+A search named ``mobile`` over the tiers 0.42G and 1.05G is the Optuna studies ``mobile@0.42G`` and
+``mobile@1.05G`` in one storage (SQLite by default, PostgreSQL for many machines), plus
+``mobile@presets`` when paper presets outside every tier are trained as baselines. Each is an
+ordinary single-objective study (``trial.value`` = proxy validation accuracy, maximised) that
+``optuna studies``, ``optuna-dashboard`` and Optuna's own code read as they are. A search made by a
+release before per-tier studies is one study named ``mobile``; it still reads (schema 1).
+
+Storage opens with Optuna's heartbeat (:data:`HEARTBEAT_S`, :data:`GRACE_S`) and
+``RetryFailedTrialCallback(max_retry=1)``: a trial whose worker died (SIGKILL, OOM killer, a lost
+node) is marked FAIL by the next worker of that study once its heartbeat is older than the grace
+period, and its architecture is retried once.
 
 Default locations: ``--study NAME`` alone means ``sqlite:///studies/NAME.db``; with neither
 ``--study`` nor ``--storage``, the single ``studies/*.db`` there is (an error lists them if there
@@ -12,22 +20,47 @@ from __future__ import annotations
 
 import difflib
 import os
+import random
+import re
 import sqlite3
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 import optuna
-import random
-import time
+from optuna.storages import RetryFailedTrialCallback
 
 from mvsearch.core.errors import StudyError, first_line
-
+from mvsearch.search.record import StudyRecord, TrialRecord, records_of
 
 STUDIES_DIR = Path(os.environ.get("MVSEARCH_STUDIES", "studies"))
+#: seconds between a running trial's heartbeats, and silence after which it counts as dead
+HEARTBEAT_S = float(os.environ.get("MVSEARCH_HEARTBEAT_S", "30"))
+GRACE_S = float(os.environ.get("MVSEARCH_GRACE_S", str(4 * HEARTBEAT_S)))
+#: retries of opening a fresh database whose schema another worker is creating at the same moment
+SCHEMA_RETRIES = 5
+#: a search name: what a space's ``name:`` may be (it becomes a file name and a study name)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SEP = "@"
 
 
-def default_storage(study_name: str) -> str:
+def check_name(name: str, option: str = "--study") -> str:
+    """``name`` if it is a valid search name; StudyError otherwise (no path, no separator)."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise StudyError(f"{option}: {name!r} is not a valid study name; use letters, digits, '_', '-' and '.' "
+                         f"(at most 100, starting with a letter or digit), e.g. {option} mobile-run2")
+    return name
+
+
+def study_name(search: str, tier: str) -> str:
+    """The Optuna study of one tier: ``mobile@1.05G``."""
+    return f"{search}{SEP}{tier}"
+
+
+def default_storage(name: str) -> str:
     """``sqlite:///studies/<name>.db`` (relative to the working directory)."""
-    return f"sqlite:///{STUDIES_DIR / f'{study_name}.db'}"
+    return f"sqlite:///{STUDIES_DIR / f'{name}.db'}"
 
 
 def _sqlite_path(storage: str) -> Path | None:
@@ -35,12 +68,10 @@ def _sqlite_path(storage: str) -> Path | None:
     return Path(storage[len(prefix):]) if storage.startswith(prefix) else None
 
 
-def _check_study_file(path: Path) -> None:
-    """StudyError unless ``path`` is an SQLite file holding Optuna's tables, checked read-only.
+def is_study_file(path: Path) -> bool | None:
+    """True: an SQLite file with Optuna's tables; False: an SQLite file without; None: not SQLite.
 
-    Optuna's storage creates its tables in any SQLite file it opens, so without this check a
-    reading command pointed at the wrong file (an empty one, another program's database) would
-    write into it.
+    Read-only: Optuna's storage creates its tables in any SQLite file it opens.
     """
     try:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -48,67 +79,22 @@ def _check_study_file(path: Path) -> None:
             found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'").fetchone()
         finally:
             con.close()
-    except sqlite3.Error as exc:
-        raise StudyError(f"{path} is not an SQLite database ({exc}); check --storage") from None
-    if not found:
-        raise StudyError(f"{path} holds no Optuna study (no 'studies' table); check --study/--storage, "
-                         f"or run `mvsearch run` first")
+    except sqlite3.Error:
+        return None
+    return bool(found)
 
 
-def resolve(study_name: str | None, storage: str | None) -> tuple[str, str]:
-    """Turn the CLI's ``--study``/``--storage`` into an existing (study name, storage URL)."""
-    if storage is None:
-        if study_name is None:
-            dbs = sorted(STUDIES_DIR.glob("*.db")) if STUDIES_DIR.is_dir() else []
-            if not dbs:
-                raise StudyError(
-                    f"no study found in {STUDIES_DIR}/; run `mvsearch run --space spaces/mobile.yaml` "
-                    f"first, or pass --study NAME / --storage URL"
-                )
-            if len(dbs) > 1:
-                names = ", ".join(p.stem for p in dbs)
-                raise StudyError(f"several studies in {STUDIES_DIR}/ ({names}); pass --study NAME")
-            storage = f"sqlite:///{dbs[0]}"
-        else:
-            storage = default_storage(study_name)
+def check_writable_file(storage: str) -> None:
+    """Refuse, before anything is written, an existing SQLite file that another program owns."""
     path = _sqlite_path(storage)
-    if path is not None and not path.exists():
-        raise StudyError(f"no study database at {path}; check --study/--storage, or run `mvsearch run` first")
-    if path is not None:
-        _check_study_file(path)
-    try:
-        names = optuna.get_all_study_names(storage=storage)
-    except Exception as exc:  # sqlalchemy / driver errors: one line, the project's own type
-        raise StudyError(f"cannot open storage {storage}: {str(exc).splitlines()[0]}") from None
-    if study_name is None:
-        if len(names) != 1:
-            listing = ", ".join(names) or "none"
-            raise StudyError(f"storage {storage} holds {len(names)} studies ({listing}); pass --study NAME")
-        study_name = names[0]
-    elif study_name not in names:
-        hint = difflib.get_close_matches(study_name, names, n=1)
-        did = f" (did you mean {hint[0]!r}?)" if hint else ""
-        listing = ", ".join(names) or "none"
-        raise StudyError(f"no study named {study_name!r} in {storage}{did}; it holds: {listing}")
-    return study_name, storage
-
-
-def load(study_name: str | None, storage: str | None) -> optuna.Study:
-    """Load an existing study (see :func:`resolve`)."""
-    name, url = resolve(study_name, storage)
-    return optuna.load_study(study_name=name, storage=url)
-
-
-#: retries of opening a fresh database whose schema another worker is creating at the same moment
-SCHEMA_RETRIES = 5
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers (dashboard, reports) never block the writer
-    cur.execute("PRAGMA synchronous=NORMAL")  # ~10x faster commits; consistent after a crash
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+    if path is None or not path.exists() or path.stat().st_size == 0:
+        return
+    kind = is_study_file(path)
+    if kind is None:
+        raise StudyError(f"{str(path)!r} is not an SQLite database; pass --storage sqlite:///NEW.db")
+    if kind is False:
+        raise StudyError(f"{str(path)!r} is an SQLite database of another program (no Optuna tables); "
+                         f"mvsearch will not add its tables to it: pass --storage sqlite:///NEW.db")
 
 
 def _missing_driver(url: str, exc: BaseException) -> str:
@@ -122,20 +108,33 @@ def _missing_driver(url: str, exc: BaseException) -> str:
     return f"the database driver {module} for {scheme}:// is not installed; install it or use sqlite:///FILE.db"
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage for ``url`` (creating a SQLite file's folder); StudyError if it fails."""
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (dashboard, reports) never block the writer
+    cur.execute("PRAGMA synchronous=NORMAL")  # ~10x faster commits; consistent after a crash
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage for ``url`` with heartbeat and one retry of a dead worker's trial."""
     if url.startswith("sqlite:///"):
         folder = Path(url[len("sqlite:///"):]).expanduser().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StudyError(f"cannot create the folder {folder} for storage {url}: {exc.strerror or exc}; "
+            raise StudyError(f"cannot create the folder {str(folder)!r} for storage {url}: {exc.strerror or exc}; "
                              f"pass --storage sqlite:///PATH.db in a writable folder") from None
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+    kw: dict[str, Any] = {}
+    if heartbeat:
+        kw = dict(heartbeat_interval=max(1, int(HEARTBEAT_S)), grace_period=max(2, int(GRACE_S)),
+                  failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+    engine_kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite:") else None
     for attempt in range(SCHEMA_RETRIES + 1):
         try:
-            storage = optuna.storages.RDBStorage(url)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
             break
         except (IntegrityError, ProgrammingError) as exc:
             # workers started together on a fresh database race to create Optuna's tables; the
@@ -155,9 +154,120 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     return storage
 
 
-def weights_dir(storage: str, study_name: str) -> Path:
-    """``studies/<study>-weights`` beside a SQLite database (else under ./studies)."""
-    pass
-
+def weights_dir(storage: str, name: str) -> Path:
+    """``studies/<search>-weights`` beside a SQLite database (else under ./studies)."""
     base = Path(storage[len("sqlite:///"):]).parent if storage.startswith("sqlite:///") else STUDIES_DIR
-    return base / f"{study_name}-weights"
+    return base / f"{name}-weights"
+
+
+# ---------------------------------------------------------------------- reading a search
+@dataclass
+class SearchStudies:
+    """One search: its Optuna studies by tier label, read as one."""
+
+    name: str  # the search's name ("mobile")
+    url: str  # storage URL
+    studies: dict[str, optuna.Study]  # tier label ("1.05G", "presets"; "" for a schema-1 study) -> study
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        """The search's attributes (those of its first study: every study of a search holds the same)."""
+        for s in self.studies.values():
+            return dict(s.user_attrs)
+        return {}
+
+    @property
+    def info(self) -> StudyRecord:
+        return StudyRecord.from_attrs(self.user_attrs)
+
+    def records(self, *, include_rejected: bool = False) -> list[TrialRecord]:
+        """Every trial of every study of the search (budget rejections left out unless asked for)."""
+        out: list[TrialRecord] = []
+        for label, s in self.studies.items():
+            out += records_of(s.get_trials(deepcopy=False), s.study_name, label or None)
+        return out if include_rejected else [r for r in out if not r.over_budget]
+
+    def find(self, ref: str) -> TrialRecord:
+        """The trial a user named: ``1.05G/7``, or ``7`` when only one study has a trial 7."""
+        recs = self.records(include_rejected=True)
+        hits = [r for r in recs if r.ref == ref]
+        if not hits and str(ref).isdigit():
+            hits = [r for r in recs if r.number == int(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise StudyError(f"--trial {ref}: several tiers have a trial {ref} ({', '.join(r.ref for r in hits)}); "
+                             f"name one, e.g. --trial {hits[0].ref}")
+        last = max((r.number for r in recs), default=None)
+        have = f"its trials run up to {last}" if last is not None else "it has no trials"
+        raise StudyError(f"--trial {ref}: no such trial in study {self.name!r} ({have}); see `mvsearch trials`")
+
+
+def _check_study_file(path: Path) -> None:
+    kind = is_study_file(path)
+    if kind is None:
+        raise StudyError(f"{str(path)!r} is not an SQLite database; check --storage")
+    if not kind:
+        raise StudyError(f"{str(path)!r} holds no Optuna study (no 'studies' table); check --study/--storage, "
+                         f"or run `mvsearch run` first")
+
+
+def _groups(names: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for n in names:
+        out.setdefault(n.split(SEP, 1)[0], []).append(n)
+    return out
+
+
+def resolve(name: str | None, storage: str | None) -> tuple[str, str]:
+    """Turn the CLI's ``--study``/``--storage`` into an existing (search name, storage URL)."""
+    if name is not None:
+        check_name(name)
+    if storage is None:
+        if name is None:
+            dbs = sorted(STUDIES_DIR.glob("*.db")) if STUDIES_DIR.is_dir() else []
+            if not dbs:
+                raise StudyError(f"no study found in {STUDIES_DIR}/; run `mvsearch run --space mobile` first, "
+                                 f"or pass --study NAME / --storage URL")
+            if len(dbs) > 1:
+                raise StudyError(f"several studies in {STUDIES_DIR}/ ({', '.join(p.stem for p in dbs)}); "
+                                 f"pass --study NAME")
+            storage = f"sqlite:///{dbs[0]}"
+        else:
+            storage = default_storage(name)
+    path = _sqlite_path(storage)
+    if path is not None and not path.exists():
+        raise StudyError(f"no study database at {str(path)!r}; check --study/--storage, or run `mvsearch run` first")
+    if path is not None:
+        _check_study_file(path)
+    try:
+        names = optuna.get_all_study_names(storage=storage)
+    except Exception as exc:  # sqlalchemy / driver errors: one line, the project's own type
+        raise StudyError(f"cannot open storage {storage}: {first_line(exc)}") from None
+    groups = _groups(names)
+    if name is None:
+        if len(groups) != 1:
+            raise StudyError(f"storage {storage} holds {len(groups)} studies ({', '.join(groups) or 'none'}); "
+                             f"pass --study NAME")
+        name = next(iter(groups))
+    elif name not in groups:
+        hint = difflib.get_close_matches(name, list(groups), n=1)
+        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise StudyError(f"no study named {name!r} in {storage}{did}; it holds: {', '.join(groups) or 'none'}")
+    return name, storage
+
+
+def open_search(name: str | None, storage: str | None) -> SearchStudies:
+    """Load an existing search (see :func:`resolve`): all its studies, read-only use."""
+    name, url = resolve(name, storage)
+    rdb = open_storage(url, heartbeat=False)
+    studies: dict[str, optuna.Study] = {}
+    for full in sorted(optuna.get_all_study_names(storage=rdb)):
+        base, _, label = full.partition(SEP)
+        if base == name:
+            studies[label] = optuna.load_study(study_name=full, storage=rdb)
+    return SearchStudies(name, url, studies)
+
+
+__all__ = ["SearchStudies", "open_search", "resolve", "open_storage", "default_storage", "weights_dir",
+           "check_name", "check_writable_file", "study_name", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]

@@ -1,0 +1,179 @@
+"""The objective of a tier's study: one candidate, from sample to stored record.
+
+For each trial Optuna's ``study.optimize`` hands it:
+
+1. the architecture: a paper preset (an enqueued baseline), the params of an enqueued screened draw
+   or of a retried trial, or the tier sampler's proposal (``space.sample(trial)``);
+2. the budget gate: an analytic count at the deployment resolution (microseconds); a candidate
+   outside the tier's band, or over ``--max-params``, is recorded with its constraint values and
+   ``over_budget=True`` and pruned before any training;
+3. an accepted candidate is counted once with fvcore and thop (the numbers the record holds) and
+   trained by :func:`mvsearch.proxy.run.run_proxy`, reporting validation accuracy after every
+   epoch so the tier's pruner can stop it;
+4. the :class:`~mvsearch.search.record.TrialRecord` fields are written as user attributes, and the
+   final accuracy returned.
+
+Ctrl-C or SIGTERM while training marks the trial ``interrupted`` and re-raises (Optuna then marks it
+FAIL); a non-finite loss fails only that candidate.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+
+from mvsearch import __version__
+from mvsearch.arch.config import ArchConfig
+from mvsearch.arch.presets import get_preset
+from mvsearch.budget import Budget, Tier
+from mvsearch.core.atomic import save_state_dict
+from mvsearch.core.errors import NonFiniteLossError
+from mvsearch.cost.analytic import analytic_cost
+from mvsearch.cost.traced import count
+from mvsearch.proxy.run import run_proxy
+from mvsearch.proxy.settings import ProxySettings, proxy_arch
+from mvsearch.search.events import Reporter, RunOptions, TrialOutcome
+from mvsearch.search.record import TrialRecord
+from mvsearch.search.storage import weights_dir
+from mvsearch.space.space import SearchSpace
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Context:
+    """What every trial of a run shares."""
+
+    space: SearchSpace
+    budget: Budget
+    opts: RunOptions
+    proxy: ProxySettings
+    data: Any  # TensorData
+    split: Any  # ProxySplit
+    url: str
+    name: str  # the search's name
+    reporter: Reporter
+    stop_requested: Callable[[], bool]  # Ctrl-C / SIGTERM seen
+    training: Callable[[bool], None]  # tell the signal handler whether training is under way
+
+
+class Objective:
+    """``study.optimize``'s objective for one tier (``tier`` None: the out-of-band presets' study)."""
+
+    def __init__(self, ctx: Context, tier: Tier | None, label: str) -> None:
+        self.ctx, self.tier, self.label = ctx, tier, label
+        self.outcome: TrialOutcome | None = None  # of the last trial
+
+    def _ref(self, trial: optuna.Trial) -> str:
+        return f"{self.label}/{trial.number}"
+
+    def _write(self, trial: optuna.Trial, rec: TrialRecord, *names: str) -> None:
+        for k, v in rec.to_attrs(*names).items():
+            trial.set_user_attr(k, v)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        ctx, t0 = self.ctx, time.perf_counter()
+        seeded = TrialRecord.from_user_attrs(trial.user_attrs)  # what was enqueued with it, if anything
+        frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+        retry = RetryFailedTrialCallback.retried_trial_number(frozen)
+        preset = seeded.preset if seeded.baseline else None
+        rec = TrialRecord(tier=self.tier.label if self.tier else None, baseline=preset is not None, preset=preset,
+                          worker=WORKER, retry_of=retry, seed=ctx.opts.seed, data=ctx.proxy.data,
+                          proxy=ctx.proxy.to_dict(), resolution=list(ctx.space.resolution),
+                          screened_out=seeded.screened_out, val_samples=len(ctx.split.val_y),
+                          mvsearch_version=__version__)
+        if preset is not None:
+            cfg = get_preset(preset, ctx.space.num_classes)
+            if ctx.space.encode(cfg) is not None:  # enqueued with its params: store them, so the
+                ctx.space.sample(trial)  # tier's sampler learns from the baseline too
+        else:
+            cfg = ctx.space.sample(trial)
+        rec.arch = cfg
+        quick = analytic_cost(cfg, ctx.space.resolution)
+        verdict = ctx.budget.check(quick.flops, quick.params, self.tier) if self.tier else None
+        if verdict is not None:
+            for k, v in verdict.constraints.items():
+                trial.set_constraint(k, v)
+        if verdict is not None and not verdict.ok and preset is None:
+            rec.over_budget, rec.reject_reason = True, verdict.reason
+            rec.flops, rec.params, rec.activations = quick.flops, quick.params, quick.activations
+            rec.wall_s = time.perf_counter() - t0
+            self._write(trial, rec)
+            self.outcome = TrialOutcome(self._ref(trial), "REJECTED", rec.tier, False, None, None, 0, quick.flops,
+                                        quick.params, rec.wall_s, cfg.summary(), verdict.reason)
+            raise optuna.TrialPruned(verdict.reason)
+        return self._train(trial, rec, cfg, quick, t0)
+
+    def _train(self, trial: optuna.Trial, rec: TrialRecord, cfg: ArchConfig, quick: Any, t0: float) -> float:
+        ctx = self.ctx
+        cost = count(cfg, ctx.space.resolution)  # fvcore + thop, once per trained trial
+        if (quick.flops, quick.params) != (cost.flops, cost.params):
+            ctx.reporter.note(f"trial {self._ref(trial)}: analytic count {quick.flops:,} FLOPs differs from fvcore's "
+                              f"{cost.flops:,}; recording fvcore's (please report this)")
+        rec.flops, rec.params, rec.thop_macs, rec.activations = cost.flops, cost.params, cost.thop_macs, \
+            cost.activations
+        rec.proxy_arch = proxy_arch(cfg, ctx.proxy, ctx.data.num_classes)
+        self._write(trial, rec)
+        ctx.reporter.trial_start(self._ref(trial), rec.tier, cfg, cost.flops, rec.preset)
+        model: list[Any] = []
+        last: dict[str, float] = {}
+
+        def on_epoch(stats: Any) -> None:
+            rec.accuracy_curve.append(float(stats.val_accuracy))
+            last.update(images_per_s=stats.images_per_s, wall_s=stats.wall_s)
+            ctx.training(False)  # a Ctrl-C now waits: never abort a storage write halfway
+            try:
+                trial.report(float(stats.val_accuracy), stats.epoch)
+                ctx.reporter.epoch(self._ref(trial), stats.epoch, float(stats.val_accuracy))
+                prune = rec.preset is None and stats.epoch < ctx.proxy.epochs and trial.should_prune()
+            finally:
+                ctx.training(True)
+            if ctx.stop_requested():
+                raise KeyboardInterrupt
+            if prune:
+                raise optuna.TrialPruned()
+
+        state, result = "COMPLETE", None
+        if ctx.stop_requested():
+            raise KeyboardInterrupt
+        ctx.training(True)
+        try:
+            result = run_proxy(cfg, ctx.proxy, seed=ctx.opts.seed, device=ctx.opts.device, threads=ctx.opts.threads,
+                               data=ctx.data, split=ctx.split, callback=on_epoch, on_model=model.append).result
+        except optuna.TrialPruned:
+            state = "PRUNED"
+        except NonFiniteLossError as exc:  # this candidate diverged; the search goes on
+            state, rec.error = "FAIL", str(exc)
+        except KeyboardInterrupt:
+            state, rec.interrupted = "FAIL", True
+        finally:
+            ctx.training(False)
+        rec.images_per_s = result.images_per_s if result else last.get("images_per_s")
+        rec.train_wall_s = result.wall_s if result else last.get("wall_s")
+        if ctx.opts.save_weights and state in ("COMPLETE", "PRUNED") and model:
+            path = weights_dir(ctx.url, ctx.name) / f"trial_{self.label}_{trial.number}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_state_dict(model[0], path)
+            rec.weights = str(path)
+        rec.wall_s = time.perf_counter() - t0
+        self._write(trial, rec, "accuracy_curve", "images_per_s", "train_wall_s", "weights", "wall_s", "error",
+                    "interrupted")
+        acc = rec.accuracy_curve[-1] if rec.accuracy_curve else None
+        self.outcome = TrialOutcome(self._ref(trial), state, rec.tier, rec.baseline, rec.preset, acc,
+                                    len(rec.accuracy_curve), cost.flops, cost.params, rec.wall_s, cfg.summary(),
+                                    rec.error or ("interrupted" if rec.interrupted else ""))
+        if rec.interrupted:
+            raise KeyboardInterrupt
+        if state == "PRUNED":
+            raise optuna.TrialPruned()
+        if state == "FAIL":
+            raise NonFiniteLossError(rec.error)
+        return float(acc)
+
+
+__all__ = ["Objective", "Context", "WORKER"]
