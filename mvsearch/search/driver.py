@@ -7,7 +7,7 @@ One ``mvsearch run``:
 2. opens one Optuna study per FLOP tier (``NAME@TIER``, see :mod:`mvsearch.search.storage`) with a
    stock sampler and pruner each (:mod:`mvsearch.search.tiers`), checks that a resumed search was
    made by the same space and proxy, fails trials whose worker died (this host's dead processes at
-   once, any host's after the heartbeat grace period) and lets Optuna's ``RetryFailedTrialCallback``
+   once, any host's after the heartbeat grace period) and lets Optuna's retry callback
    queue their architectures once more, and enqueues the paper presets with ``--with-baselines``;
 3. repeats, until ``--trials`` candidates were trained (rejections and baselines do not count):
    pick the tier with the fewest trained trials, enqueue a screened draw while the tier is in its
@@ -29,20 +29,19 @@ import warnings
 from typing import Any, Callable, Sequence
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from mvsearch import __version__
 from mvsearch.arch.presets import PRESETS, get_preset
-from mvsearch.budget import Budget, Tier, check_reachable
+from mvsearch.budget import Budget, check_reachable
 from mvsearch.core.errors import MvsearchError, NonFiniteLossError, StudyError, first_line
 from mvsearch.core.runtime import cpu_threads, resolve_device
 from mvsearch.cost.analytic import analytic_cost
 from mvsearch.search.events import Reporter, RunInfo, RunOptions, RunSummary, check_options
 from mvsearch.search.objective import WORKER, Context, Objective
 from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
-from mvsearch.search.storage import (SEP, SearchStudies, check_writable_file, default_storage, open_storage,
-                                     study_name)
+from mvsearch.search.storage import (SEP, RetryCallback, SearchStudies, check_writable_file, default_storage,
+                                     open_storage, study_name)
 from mvsearch.search.tiers import n_startup, make_pruner, make_sampler, screen
 from mvsearch.space.loader import parse_space
 from mvsearch.space.space import SearchSpace
@@ -123,7 +122,7 @@ def fail_dead_workers(study: optuna.Study, *, unowned: bool = False) -> list[int
     single-user SQLite file). Returns the failed trial numbers.
     """
     host, out = socket.gethostname(), []
-    retry = RetryFailedTrialCallback(max_retry=1)
+    retry = RetryCallback(max_retry=1)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = TrialRecord.from_user_attrs(t.user_attrs).worker
         if isinstance(worker, str) and worker.rpartition(":")[0] == host:

@@ -5,7 +5,7 @@ The library never prints: a :class:`Reporter` receives what the search does (the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mvsearch.arch.config import ArchConfig
 from mvsearch.budget import Budget

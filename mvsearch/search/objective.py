@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
 
 from mvsearch import __version__
 from mvsearch.arch.config import ArchConfig
@@ -39,7 +38,7 @@ from mvsearch.proxy.run import run_proxy
 from mvsearch.proxy.settings import ProxySettings, proxy_arch
 from mvsearch.search.events import Reporter, RunOptions, TrialOutcome
 from mvsearch.search.record import TrialRecord
-from mvsearch.search.storage import weights_dir
+from mvsearch.search.storage import RetryCallback, weights_dir
 from mvsearch.space.space import SearchSpace
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -80,7 +79,7 @@ class Objective:
         ctx, t0 = self.ctx, time.perf_counter()
         seeded = TrialRecord.from_user_attrs(trial.user_attrs)  # what was enqueued with it, if anything
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
-        retry = RetryFailedTrialCallback.retried_trial_number(frozen)
+        retry = RetryCallback.retried_trial_number(frozen)
         preset = seeded.preset if seeded.baseline else None
         rec = TrialRecord(tier=self.tier.label if self.tier else None, baseline=preset is not None, preset=preset,
                           worker=WORKER, retry_of=retry, seed=ctx.opts.seed, data=ctx.proxy.data,

@@ -7,9 +7,9 @@ ordinary single-objective study (``trial.value`` = proxy validation accuracy, ma
 ``optuna studies``, ``optuna-dashboard`` and Optuna's own code read as they are. A search made by a
 release before per-tier studies is one study named ``mobile``; it still reads (schema 1).
 
-Storage opens with Optuna's heartbeat (:data:`HEARTBEAT_S`, :data:`GRACE_S`) and
-``RetryFailedTrialCallback(max_retry=1)``: a trial whose worker died (SIGKILL, OOM killer, a lost
-node) is marked FAIL by the next worker of that study once its heartbeat is older than the grace
+Storage opens with Optuna's heartbeat (:data:`HEARTBEAT_S`, :data:`GRACE_S`) and its retry callback
+(``RetryHeartbeatStaleTrialCallback(max_retry=1)``): a trial whose worker died (SIGKILL, OOM killer, a
+lost node) is marked FAIL by the next worker of that study once its heartbeat is older than the grace
 period, and its architecture is retried once.
 
 Default locations: ``--study NAME`` alone means ``sqlite:///studies/NAME.db``; with neither
@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+
+try:  # Optuna >= 4.9 names the heartbeat's retry callback for what it does
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
+    _CALLBACK_KW = "heartbeat_stale_trial_callback"
+except ImportError:  # pragma: no cover - Optuna < 4.9
+    from optuna.storages import RetryFailedTrialCallback as RetryCallback
+    _CALLBACK_KW = "failed_trial_callback"
 
 from mvsearch.core.errors import StudyError, first_line
 from mvsearch.search.record import StudyRecord, TrialRecord, records_of
@@ -129,8 +135,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
 
     kw: dict[str, Any] = {}
     if heartbeat:
-        kw = dict(heartbeat_interval=max(1, int(HEARTBEAT_S)), grace_period=max(2, int(GRACE_S)),
-                  failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+        kw = {"heartbeat_interval": max(1, int(HEARTBEAT_S)), "grace_period": max(2, int(GRACE_S)),
+              _CALLBACK_KW: RetryCallback(max_retry=1)}
     engine_kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite:") else None
     for attempt in range(SCHEMA_RETRIES + 1):
         try:
@@ -270,4 +276,4 @@ def open_search(name: str | None, storage: str | None) -> SearchStudies:
 
 
 __all__ = ["SearchStudies", "open_search", "resolve", "open_storage", "default_storage", "weights_dir",
-           "check_name", "check_writable_file", "study_name", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]
+           "check_name", "check_writable_file", "study_name", "RetryCallback", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]
