@@ -5,8 +5,8 @@ is trained on real Fashion-MNIST with the proxy trainer, once per pruner, in a f
 Optuna study each time:
 
 * ``none``      every candidate trains all epochs (the reference);
-* ``median``    and ``hyperband``: the pruners of ``mvsearch run`` (``mvsearch.tiers.make_pruner``
-  wrapped in the tier-fair ``TierPruner``), fed exactly as the search feeds them: validation
+* ``median``    and ``hyperband``: the pruners of ``mvsearch run`` (``mvsearch.search.tiers.make_pruner``,
+  one per tier study; here one tier), fed exactly as the search feeds them: validation
   accuracy reported after every epoch, ``should_prune`` asked before the last one.
 
 The candidates are fixed rather than sampled so both runs see the same ones (a sampler would
@@ -46,11 +46,11 @@ from mvsearch.budget import parse_budget
 from mvsearch.data import load_data, proxy_split
 from mvsearch.proxy.settings import proxy_arch
 from mvsearch.space.loader import load_space
-from mvsearch.search.tiers import TIER_ATTR, TierPruner, make_pruner
+from mvsearch.search.tiers import make_pruner
 from mvsearch.proxy.trainer import train
 
 TARGET = 3.0
-STARTUP = 3  # the median pruner's n_startup_trials in mvsearch.tiers.make_pruner
+STARTUP = 3  # the median pruner's n_startup_trials in mvsearch.search.tiers.make_pruner
 
 
 def candidates(space, budget, n: int, seed: int):
@@ -70,13 +70,12 @@ def run(kind: str, cands, proxy, data, split, seed: int, threads: int | None) ->
     # a fixed study name: Hyperband assigns trials to brackets by crc32(f"{study name}_{number}"), and an
     # unnamed in-memory study gets a random name (then Hyperband's saving changes from run to run)
     study = optuna.create_study(study_name="bench-pruning", direction="maximize",
-                                pruner=TierPruner(make_pruner(kind, proxy.epochs)),
+                                pruner=make_pruner(kind, proxy.epochs),
                                 sampler=optuna.samplers.RandomSampler(seed=seed))
     tc = proxy.train_config(seed=seed, device="cpu", threads=threads)
     out = []
     for i, cfg in enumerate(cands):
         trial = study.ask()
-        trial.set_user_attr(TIER_ATTR, "all")  # one tier: every trial is compared with every other
         curve, secs = [], [0.0]
 
         def on_epoch(stats) -> None:  # what mvsearch.search does after each epoch

@@ -4,7 +4,7 @@ The baseline is what a first PyTorch script does: a ``torch.utils.data.DataLoade
 decoded uint8 tensors, per-sample augmentation in ``__getitem__`` (the same random crop with padding
 and flip, in Python, one image at a time), eager fp32 in NCHW, and the same model, batch size,
 optimizer (AdamW, same parameter groups, lr schedule and label smoothing). The trainer is
-``mvsearch.train.train`` with its defaults (batch-level augmentation on tensors, channels_last, no
+``mvsearch.proxy.trainer.train`` with its defaults (batch-level augmentation on tensors, channels_last, no
 DataLoader, freed memory held in the process while training on CPU (mvsearch.allocator); bf16
 autocast on CUDA, plus --compile when asked). Both run in one process, so once the trainer has
 grown the heap the baseline reuses it too: the ratio understates the allocator's share, and the
