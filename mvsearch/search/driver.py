@@ -41,7 +41,7 @@ from mvsearch.search.events import Reporter, RunInfo, RunOptions, RunSummary, ch
 from mvsearch.search.objective import WORKER, Context, Objective
 from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
 from mvsearch.search.storage import (SEP, RetryCallback, SearchStudies, check_writable_file, default_storage,
-                                     open_storage, study_name)
+                                     experimental_ok, open_storage, study_name)
 from mvsearch.search.tiers import n_startup, make_pruner, make_sampler, screen
 from mvsearch.space.loader import parse_space
 from mvsearch.space.space import SearchSpace
@@ -218,6 +218,14 @@ class Search:
         return study
 
     def open(self) -> None:
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line per tier
+        try:
+            self._open()
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+
+    def _open(self) -> None:
         storage = open_storage(self.url)
         try:
             names = optuna.get_all_study_names(storage=storage)
@@ -233,8 +241,9 @@ class Search:
             self.studies[PRESETS_LABEL] = self._open_study(storage, PRESETS_LABEL, len(self.budget.tiers), 1)
         self.existing = sum(len(s.get_trials(deepcopy=False)) for s in self.studies.values())
         for label, study in self.studies.items():
-            optuna.storages.fail_stale_trials(study)  # heartbeat: dead workers anywhere (after the grace period)
-            stale = fail_dead_workers(study, unowned=self.url.startswith("sqlite:"))
+            with experimental_ok():
+                optuna.storages.fail_stale_trials(study)  # heartbeat: dead workers anywhere (after the grace period)
+                stale = fail_dead_workers(study, unowned=self.url.startswith("sqlite:"))
             if stale:
                 self.rep.note(f"tier {label}: trial(s) {', '.join(map(str, stale))} were left running by a worker that "
                               f"died; marked FAIL and queued once more")
@@ -314,7 +323,7 @@ class Search:
         # --threads bounds everything the run computes (fvcore counts, latency), not only training:
         # on a busy machine more threads than free cores make each op many times slower
         with self.interrupt, cpu_threads(self.opts.threads), warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
             try:
                 while trained < self.opts.trials or self._waiting() is not None:
                     if self.interrupt.requested:

@@ -38,7 +38,7 @@ from mvsearch.proxy.run import run_proxy
 from mvsearch.proxy.settings import ProxySettings, proxy_arch
 from mvsearch.search.events import Reporter, RunOptions, TrialOutcome
 from mvsearch.search.record import TrialRecord
-from mvsearch.search.storage import RetryCallback, weights_dir
+from mvsearch.search.storage import RetryCallback, experimental_ok, weights_dir
 from mvsearch.space.space import SearchSpace
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -79,7 +79,8 @@ class Objective:
         ctx, t0 = self.ctx, time.perf_counter()
         seeded = TrialRecord.from_user_attrs(trial.user_attrs)  # what was enqueued with it, if anything
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
-        retry = RetryCallback.retried_trial_number(frozen)
+        with experimental_ok():
+            retry = RetryCallback.retried_trial_number(frozen)
         preset = seeded.preset if seeded.baseline else None
         rec = TrialRecord(tier=self.tier.label if self.tier else None, baseline=preset is not None, preset=preset,
                           worker=WORKER, retry_of=retry, seed=ctx.opts.seed, data=ctx.proxy.data,

@@ -18,15 +18,17 @@ are several).
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import random
 import re
 import sqlite3
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
 
@@ -49,6 +51,14 @@ SCHEMA_RETRIES = 5
 #: a search name: what a space's ``name:`` may be (it becomes a file name and a study name)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SEP = "@"
+
+
+@contextlib.contextmanager
+def experimental_ok() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for the heartbeat API (stable since Optuna 2.8/2.9)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def check_name(name: str, option: str = "--study") -> str:
@@ -135,12 +145,15 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
 
     kw: dict[str, Any] = {}
     if heartbeat:
+        with experimental_ok():
+            retry = RetryCallback(max_retry=1)
         kw = {"heartbeat_interval": max(1, int(HEARTBEAT_S)), "grace_period": max(2, int(GRACE_S)),
-              _CALLBACK_KW: RetryCallback(max_retry=1)}
+              _CALLBACK_KW: retry}
     engine_kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite:") else None
     for attempt in range(SCHEMA_RETRIES + 1):
         try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
+            with experimental_ok():
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
             break
         except (IntegrityError, ProgrammingError) as exc:
             # workers started together on a fresh database race to create Optuna's tables; the
@@ -276,4 +289,4 @@ def open_search(name: str | None, storage: str | None) -> SearchStudies:
 
 
 __all__ = ["SearchStudies", "open_search", "resolve", "open_storage", "default_storage", "weights_dir",
-           "check_name", "check_writable_file", "study_name", "RetryCallback", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]
+           "check_name", "check_writable_file", "study_name", "RetryCallback", "experimental_ok", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]
