@@ -175,7 +175,7 @@ def test_measure_study_measures_what_this_device_lacks(study, monkeypatch):
     assert again.measured == () and again.already == len(subjects)
     # another machine sharing the database (its CPU differs) measures again, and both are kept;
     # only its front, to stay quick
-    monkeypatch.setattr("mvsearch.latency.cpu_model", lambda: "Another CPU")
+    monkeypatch.setattr("mvsearch.latency.measure.cpu_model", lambda: "Another CPU")
     other = measure_study(name, storage, pareto_only=True, **FAST)
     on_front = len(front(records(load(name, storage)), "flops"))
     assert len(other.measured) == 3 + on_front and other.device.cpu == "Another CPU"
