@@ -1,11 +1,17 @@
-"""Where and how computation runs: the device, the CPUs this process may use, torch's thread count."""
+"""Where and how computation runs: the device, the CPUs this process may use, torch's thread
+count, mixed precision, and a model's train/eval flags.
+
+:func:`cpu_threads` is the one place torch's intra-op thread count is changed (training, latency
+measurement): it sets the count for a block and restores the caller's on the way out, nested or not.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 import torch
+from torch import nn
 
 from mvsearch.core.errors import TrainError
 
@@ -20,6 +26,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask on Linux, else all of them)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -38,3 +45,22 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> ContextManager:
+    """bf16 autocast on CUDA when ``enabled``; nothing on CPU (where bf16 is slower)."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the duration; every submodule's own flag restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag

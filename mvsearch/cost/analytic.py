@@ -3,7 +3,7 @@
 The search screens thousands of candidates against a budget, and building a network and tracing
 it with fvcore takes about a second each. Every layer of :mod:`mvsearch.model` has a cost that is
 a formula of its shapes, so this module adds up exactly what fvcore's handles count (``tests/
-test_analytic.py`` checks equality with :func:`mvsearch.cost.count` on random architectures):
+test_analytic.py`` checks equality with :func:`mvsearch.cost.traced.count` on random architectures):
 
 =========================  =====================================================  ==============
 op                         fvcore FLOPs (1 multiply-add = 1 FLOP)                 activations
@@ -34,7 +34,7 @@ from mvsearch.model.network import make_divisible
 
 @dataclass(frozen=True)
 class AnalyticCost:
-    """What :func:`analytic_cost` returns; equal to :func:`mvsearch.cost.count`'s fields."""
+    """What :func:`analytic_cost` returns; equal to :func:`mvsearch.cost.traced.count`'s fields."""
 
     params: int  # trainable parameters
     flops: int  # fvcore FLOPs at ``resolution``

@@ -1,7 +1,8 @@
-"""What a MobileViT costs: parameters, FLOPs, activations, per stage.
+"""What a MobileViT costs, measured on a built model: parameters, FLOPs, activations, per stage.
 
-FLOPs are fvcore's: **one multiply-add counts as one FLOP** (so "FLOPs" here are MACs, the
-convention of the MobileViT paper, timm and pycls). fvcore skips
+The model is traced by fvcore (:mod:`mvsearch.cost.analytic` gives the same numbers in closed form,
+without building anything). FLOPs are fvcore's: **one multiply-add counts as one FLOP** (so
+"FLOPs" here are MACs, the convention of the MobileViT paper, timm and pycls). fvcore skips
 ``aten::scaled_dot_product_attention`` silently; we register a handle that counts it exactly as the
 two matmuls of explicit attention (Q·Kᵀ and A·V), so fused and explicit attention count the same.
 thop's MACs are reported beside as a cross-check (thop counts by module hooks, with its own rules
@@ -16,13 +17,14 @@ import warnings
 from dataclasses import asdict, dataclass
 from math import prod
 from typing import Any
+
 import torch
 from torch import nn
 
 from mvsearch.arch.config import ArchConfig
-from mvsearch.arch.geometry import parse_resolution
+from mvsearch.arch.geometry import check_resolution, parse_resolution
+from mvsearch.core.runtime import eval_mode
 from mvsearch.model.network import Attention, MobileViT, build_model
-from mvsearch.model.network import eval_mode
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,6 @@ def count(target: ArchConfig | nn.Module, resolution: Any = 256, *, thop: bool =
     res = parse_resolution(resolution)
     model = build_model(target) if isinstance(target, ArchConfig) else target
     if isinstance(target, ArchConfig):
-        from mvsearch.arch.geometry import check_resolution
-
         check_resolution(target, res)
     with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

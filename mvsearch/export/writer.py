@@ -34,7 +34,7 @@ from mvsearch.arch.presets import get_preset
 from mvsearch.core.errors import ArchError, ExportError
 from mvsearch.export.standalone import generate
 from mvsearch.model.network import build_model
-from mvsearch.model.network import eval_mode
+from mvsearch.core.runtime import eval_mode
 from mvsearch.model.onnx import ATOL, MAX_OPSET, MIN_OPSET, example_input, export_onnx, onnx_max_diff
 from mvsearch.search.record import TrialRecord, records
 

@@ -1,4 +1,4 @@
-"""MobileViT as nn.Modules, built from an :class:`~mvsearch.arch.ArchConfig`.
+"""MobileViT as nn.Modules, built from an :class:`~mvsearch.arch.config.ArchConfig`.
 
 Implements the network of Mehta & Rastegari (arXiv 2110.02178), Sec. 3.1 and Fig. 1b, with the
 layer structure of Apple's ml-cvnets ``MobileViT`` (v1): a strided 3x3 conv stem, MV2 inverted
@@ -15,13 +15,12 @@ matmuls (same maths, used to check that FLOP counting sees both alike).
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-import contextlib
 
-from mvsearch.arch.config import ArchConfig
-from mvsearch.arch.config import ViTStage
+from mvsearch.arch.config import ArchConfig, ViTStage
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -245,15 +244,3 @@ def set_fused_attention(model: nn.Module, fused: bool) -> None:
     for m in model.modules():
         if isinstance(m, Attention):
             m.fused = fused
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Eval mode for the duration; every submodule's own flag restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag

@@ -24,7 +24,7 @@ from torch import nn
 
 from mvsearch.arch.geometry import parse_resolution
 from mvsearch.core.errors import ExportError, MvsearchError
-from mvsearch.model.network import eval_mode
+from mvsearch.core.runtime import eval_mode
 
 
 MIN_OPSET, TORCHSCRIPT_MAX_OPSET, MAX_OPSET = 17, 20, 23
