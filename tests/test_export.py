@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -27,7 +28,7 @@ from mvsearch.arch.presets import get_preset
 from mvsearch.cli.main import main
 from mvsearch.arch.presets import PAPER_PARAMS
 from mvsearch.cost.traced import count, fvcore_flops
-from mvsearch.core.errors import ExportError
+from mvsearch.core.errors import ExportError, MvsearchError
 from mvsearch.model.onnx import export_onnx, onnx_max_diff
 from mvsearch.export.writer import from_preset, select, write
 from mvsearch.model.network import build_model
@@ -477,12 +478,12 @@ def test_missing_or_bad_weights_file(tmp_path):
 
 def test_a_late_failure_leaves_no_partial_files(study_db, tmp_path, monkeypatch):
     # fault injection: the ONNX step (after the .py and .yaml are done) fails
-    import mvsearch.export as ex
+    import mvsearch.export.writer as writer
 
     def broken(*a, **k):
         raise ExportError("ONNX export failed: injected")
 
-    monkeypatch.setattr(ex, "export_onnx", broken)
+    monkeypatch.setattr(writer, "export_onnx", broken)
     out = tmp_path / "m"
     r = export(study_db, "--trial", 1, "--format", "all", "-o", out)
     assert_one_line_error(r, "injected")
@@ -506,3 +507,25 @@ def test_write_api_from_preset_with_other_classes(tmp_path):
     res = write(from_preset("mobilevit_xxs", num_classes=10, resolution=64), tmp_path, ("py",))
     assert [k for k, _ in res.files] == ["py"]
     assert res.params == count(get_preset("mobilevit_xxs", 10), 64, thop=False).params
+
+
+def test_a_late_failure_with_force_leaves_the_old_files_byte_identical(tmp_path, monkeypatch):
+    import mvsearch.export.writer as writer
+
+    def broken(*a, **k):
+        raise ExportError("ONNX export failed: injected")
+
+    old = {"m.py": b"# the old module\n", "m.yaml": b"# the old yaml\n"}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.setattr(writer, "export_onnx", broken)
+    with pytest.raises(ExportError, match="injected"):
+        write(from_preset("mobilevit_xxs", 10, 64, stem="m"), tmp_path, ("py", "yaml", "onnx"), force=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old  # no temporary file left either
+
+
+def test_force_never_replaces_a_fifo(tmp_path):
+    os.mkfifo(tmp_path / "m.py")
+    with pytest.raises(MvsearchError, match="not a regular file"):
+        write(from_preset("mobilevit_xxs", 10, 64, stem="m"), tmp_path, ("py",), force=True)
+    assert stat.S_ISFIFO((tmp_path / "m.py").lstat().st_mode) and [p.name for p in tmp_path.iterdir()] == ["m.py"]

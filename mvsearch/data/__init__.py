@@ -20,7 +20,7 @@ from mvsearch.data import cache as _cache
 from mvsearch.data.base import Decoded
 from mvsearch.data.spec import NAMED, DataSpec, parse_spec
 from mvsearch.data.split import ProxySplit, proxy_split
-from mvsearch.core.errors import DataError
+from mvsearch.core.errors import DataError, MvsearchError
 
 #: where a named dataset is looked for, besides NAME:DIR, $MVSEARCH_DATA/NAME and the cache dir
 SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
@@ -194,8 +194,8 @@ def load_data(spec: str, *, resolution: int, cache_dir: str | os.PathLike | None
             dec = src.decode(resolution)
             try:
                 _cache.save(entry, dec)
-            except OSError:
-                pass  # an unwritable cache only costs speed next time
+            except (OSError, MvsearchError):
+                pass  # an unwritable cache (or something not a file in its place) only costs speed next time
         location = str(src.location)
     return TensorData(
         name=parsed.name, spec=parsed.text,

@@ -2,9 +2,9 @@
 
 An entry is keyed by the *content* of the source files (SHA-256 over every byte, plus relative
 paths for folders), the resolution and the decoder version, so a changed dataset is re-decoded and
-a renamed or moved one is not. Entries are written to a temporary file in the same folder and
-renamed into place (``os.replace``), so a crash or a corrupt input never leaves a half-written
-entry; a superseded entry for the same source location is removed after the new one lands.
+a renamed or moved one is not. Entries are written atomically (:mod:`mvsearch.core.atomic`: a
+temporary file in the same folder, then one rename), so a crash or a corrupt input never leaves a
+half-written entry; a superseded entry for the same source location is removed after the new one lands.
 
 Default folder: ``$MVSEARCH_CACHE`` or ``~/.cache/mvsearch`` (tensors under ``tensors/``,
 downloads under ``<name>/``).
@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
-from mvsearch.data.base import Decoded
+from mvsearch.core.atomic import atomic_path
 from mvsearch.core.errors import DataError
+from mvsearch.data.base import Decoded
 
 #: bump when a decoder's output changes, so old entries are ignored
 DECODER_VERSION = 1
@@ -74,16 +74,10 @@ def load(path: Path) -> Decoded | None:
 def save(path: Path, data: Decoded) -> None:
     """Write ``data`` atomically to ``path`` and drop superseded entries for the same source."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"train_x": data.train_x.contiguous(), "train_y": data.train_y,
-                        "test_x": data.test_x.contiguous(), "test_y": data.test_y,
-                        "classes": list(data.classes), "hflip": data.hflip}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save({"train_x": data.train_x.contiguous(), "train_y": data.train_y,
+                    "test_x": data.test_x.contiguous(), "test_y": data.test_y,
+                    "classes": list(data.classes), "hflip": data.hflip}, tmp)
     stem = path.name.rsplit("-", 1)[0]  # same name, location and resolution, other content
     for old in path.parent.glob(f"{stem}-*.pt"):
         if old != path:

@@ -1,9 +1,10 @@
 """``--download``: fetch a named dataset from its official source, checksum-verified.
 
 Only ever called when the user passes ``--download`` (``load_data(..., download=True)``). Files go
-to ``<cache dir>/<name>/``, are streamed to a ``.part`` file, hashed on the way, and renamed into
-place only when the checksum matches, so an interrupted or corrupted download leaves nothing that
-could later be mistaken for the dataset. ``$MVSEARCH_MIRROR`` (a base URL) replaces the official
+to ``<cache dir>/<name>/``, are streamed to a hidden ``.part`` file beside the target
+(:func:`mvsearch.core.atomic.atomic_path`), hashed on the way, and renamed into place only when
+the checksum matches, so an interrupted or corrupted download leaves nothing that could later be
+mistaken for the dataset. ``$MVSEARCH_MIRROR`` (a base URL) replaces the official
 host, for mirrors and for tests (a local HTTP server on loopback).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from mvsearch.core.atomic import atomic_path
 from mvsearch.core.errors import DataError
 
 
@@ -72,27 +74,21 @@ def file_checksum(path: Path, algorithm: str) -> str:
 
 def _get(remote: Remote, target: Path, timeout: float) -> None:
     url = url_of(remote)
-    part = target.with_name(target.name + ".part")
     h = hashlib.new(remote.algorithm)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as out:
-            while chunk := resp.read(_CHUNK):
-                h.update(chunk)
-                out.write(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        part.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise DataError(f"cannot download {url} ({reason}); check the network, or fetch it by hand "
-                        f"into {target.parent}") from None
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    got = h.hexdigest()
-    if got != remote.checksum:
-        part.unlink(missing_ok=True)
-        raise DataError(f"{url}: {remote.algorithm} checksum mismatch (expected {remote.checksum}, got "
-                        f"{got}); the download is corrupt or the source changed, nothing was kept")
-    os.replace(part, target)
+    with atomic_path(target) as part:  # lands only if the block ends cleanly: checksum verified
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as out:
+                while chunk := resp.read(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise DataError(f"cannot download {url} ({reason}); check the network, or fetch it by hand "
+                            f"into {target.parent}") from None
+        got = h.hexdigest()
+        if got != remote.checksum:
+            raise DataError(f"{url}: {remote.algorithm} checksum mismatch (expected {remote.checksum}, got "
+                            f"{got}); the download is corrupt or the source changed, nothing was kept")
 
 
 def fetch(name: str, directory: Path, *, timeout: float = 60.0) -> Path:

@@ -1,14 +1,15 @@
 """Take a found architecture out of the tool: a standalone .py, an ArchConfig YAML, an ONNX graph.
 
-What gets exported is a :class:`Target`: a validated :class:`~mvsearch.arch.ArchConfig`, the
+What gets exported is a :class:`Target`: a validated :class:`~mvsearch.arch.config.ArchConfig`, the
 deployment resolution, provenance, and optionally a state_dict. :func:`from_trial` makes one from
 a study's trial (chosen by number, ``best``, or rank on the accuracy-vs-FLOPs front of
-:func:`mvsearch.pareto.front`, 1 = most accurate), :func:`from_preset` from a paper
+:func:`mvsearch.search.front.front`, 1 = most accurate), :func:`from_preset` from a paper
 preset; :func:`write` writes the files. Writing is all or nothing: every file goes to a hidden
-temporary file in the target directory and is renamed into place only when all of them are done
-and checked (the .py is executed and compared with mvsearch's model, the .onnx with onnxruntime).
+temporary file beside its target (:func:`mvsearch.core.atomic.atomic_path`), and they are renamed
+into place together only when all of them are done and checked (the .py is executed and compared
+with mvsearch's model, the .onnx with onnxruntime); if anything fails before that, none is.
 
-ONNX files are written by :func:`mvsearch.onnx_export.export_onnx` (re-exported here).
+ONNX files are written by :func:`mvsearch.model.onnx.export_onnx`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import json
 import keyword
 import math
 import os
-import secrets
 import sys
 import types
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ from mvsearch.search import front as pareto
 from mvsearch.arch.config import ArchConfig
 from mvsearch.arch.geometry import check_resolution, parse_resolution
 from mvsearch.arch.presets import get_preset
+from mvsearch.core.atomic import atomic_path, check_target
 from mvsearch.core.errors import ArchError, ExportError
 from mvsearch.export.standalone import generate
 from mvsearch.model.network import build_model
@@ -321,10 +322,11 @@ def write(target: Target, out_dir: str | Path, formats: str | tuple[str, ...] = 
     for p in dest.values():
         if p.is_dir():
             raise ExportError(f"{p} is a directory; remove it or choose another -o/--name")
-        if (p.exists() or p.is_symlink()) and not force:
-            raise ExportError(f"{p} already exists; pass --force to overwrite it, or choose another -o/--name")
+        if p.exists() or p.is_symlink():
+            if not force:
+                raise ExportError(f"{p} already exists; pass --force to overwrite it, or choose another -o/--name")
+            check_target(p)  # a FIFO or device node is never replaced, even with --force
     created = _prepare_dir(out)
-    tmp: dict[str, Path] = {}
     done = False
     try:
         model = build_model(cfg)
@@ -341,45 +343,36 @@ def write(target: Target, out_dir: str | Path, formats: str | tuple[str, ...] = 
             result.notes.append(f"the exported model has {params:,} params and {flops:,} FLOPs; "
                                 f"the trial recorded {rp if rp is None else f'{rp:,}'} and "
                                 f"{rf if rf is None else f'{rf:,}'}")
-
-        def scratch(kind: str) -> Path:
-            # a hidden, unique name in the target directory (so os.replace is a rename), created
-            # exclusively with the usual permissions (mkstemp's would be 0600)
-            path = out / f".{stem}.{ext[kind]}.{secrets.token_hex(6)}.part"
-            path.open("xb").close()
-            tmp[kind] = path
-            return path
-
-        if "weights" in dest:
-            torch.save(model.state_dict(), scratch("weights"))
-        if "py" in dest:
-            source = generate(cfg, prov, stem, dest["weights"].name if "weights" in dest else None)
-            _check_standalone(source, stem, model, res)
-            scratch("py").write_text(source, encoding="utf-8")
-        if "yaml" in dest:
-            header = (f"# {stem}: MobileViT architecture exported by mvsearch {__version__} "
-                      f"({params:,} params, {flops:,} FLOPs at {res[0]}x{res[1]}).\n"
-                      f"# Use it with `mvsearch count --config FILE` or `mvsearch train --config FILE`.\n")
-            scratch("yaml").write_text(header + cfg.to_yaml(), encoding="utf-8")
-            if ArchConfig.from_yaml(tmp["yaml"].read_text(encoding="utf-8")) != cfg:
-                raise ExportError("the YAML does not read back to the same architecture (a bug)")
-        if "onnx" in dest:
-            path = export_onnx(model, scratch("onnx"), res, opset)
-            result.onnx_diff = onnx_max_diff(model, path, res)
-            if not result.onnx_diff <= ATOL:
-                raise ExportError(f"onnxruntime's outputs differ from torch's by {result.onnx_diff:.2e} "
-                                  f"(> {ATOL}); the ONNX file is not written")
-            _stamp_onnx(path, prov)
-        for kind in kinds:
-            os.replace(tmp.pop(kind), dest[kind])
-            result.files.append((kind, dest[kind]))
+        with contextlib.ExitStack() as commit:
+            # one hidden temporary file per kind beside its target; they are renamed into place
+            # together when this block ends cleanly (in ``kinds`` order: the stack unwinds in
+            # reverse), and all removed, none renamed, when anything in it fails
+            tmp = {k: commit.enter_context(atomic_path(dest[k])) for k in reversed(kinds)}
+            if "weights" in dest:
+                torch.save(model.state_dict(), tmp["weights"])
+            if "py" in dest:
+                source = generate(cfg, prov, stem, dest["weights"].name if "weights" in dest else None)
+                _check_standalone(source, stem, model, res)
+                tmp["py"].write_text(source, encoding="utf-8")
+            if "yaml" in dest:
+                header = (f"# {stem}: MobileViT architecture exported by mvsearch {__version__} "
+                          f"({params:,} params, {flops:,} FLOPs at {res[0]}x{res[1]}).\n"
+                          f"# Use it with `mvsearch count --config FILE` or `mvsearch train --config FILE`.\n")
+                tmp["yaml"].write_text(header + cfg.to_yaml(), encoding="utf-8")
+                if ArchConfig.from_yaml(tmp["yaml"].read_text(encoding="utf-8")) != cfg:
+                    raise ExportError("the YAML does not read back to the same architecture (a bug)")
+            if "onnx" in dest:
+                path = export_onnx(model, tmp["onnx"], res, opset)
+                result.onnx_diff = onnx_max_diff(model, path, res)
+                if not result.onnx_diff <= ATOL:
+                    raise ExportError(f"onnxruntime's outputs differ from torch's by {result.onnx_diff:.2e} "
+                                      f"(> {ATOL}); the ONNX file is not written")
+                _stamp_onnx(path, prov)
+        result.files.extend((kind, dest[kind]) for kind in kinds)
         done = True
         return result
     except OSError as exc:
         raise ExportError(f"cannot write to {out} ({exc.strerror or exc}); pass a writable -o DIR") from None
     finally:
-        for p in tmp.values():
-            with contextlib.suppress(OSError):
-                p.unlink()
         if not done:
             _remove_dirs(created)  # only what this call created, and only if still empty
