@@ -1,4 +1,4 @@
-"""Batch-1 inference latency of trials, related to mobilevit_xxs and stored beside the study.
+"""Batch-1 inference latency of one model on one device, related to mobilevit_xxs.
 
 A measurement runs one model at batch 1 and the deployment resolution on one *device*: a backend
 (``torch``: eager, eval mode, inference mode; ``onnxruntime``: the CPU execution provider, or CUDA's
@@ -11,22 +11,20 @@ One process-wide setting makes CPU timings repeatable: glibc's malloc raises its
 the first time a large block is freed, so until then every big activation is mmap'ed and
 page-faulted afresh, and the first models a process measures run up to a third slower than the
 same models later (bench/bench_latency.py shows it).
-:func:`~mvsearch.allocator.steady_allocator` fixes the thresholds once (``mallopt``), as a
+:func:`~mvsearch.core.allocator.steady_allocator` fixes the thresholds once (``mallopt``), as a
 long-running process would end up anyway, before anything is timed.
 
-Measurements live in the study's own database, in tables beside Optuna's, keyed by study, trial
-(or preset) and device, so several machines' figures coexist: see :mod:`mvsearch.latency_store`.
+Where the measurements are kept (the study's own database, keyed by study, trial or preset, and
+device): :mod:`mvsearch.latency.store`.
 """
 from __future__ import annotations
 
-import contextlib
 import platform
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 import numpy as np
 import torch
 
@@ -35,7 +33,9 @@ from mvsearch.arch.presets import get_preset
 from mvsearch.arch.geometry import parse_resolution
 from mvsearch.core.allocator import steady_allocator
 from mvsearch.core.errors import MvsearchError
+from mvsearch.core.runtime import cpu_threads
 from mvsearch.model.network import build_model
+from mvsearch.model.onnx import export_onnx
 
 
 BACKENDS = ("torch", "onnxruntime")
@@ -142,33 +142,6 @@ class Timing:
         return cls(float(med), float(q1), float(q3), len(samples_ms), warmup, tuple(samples_ms))
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _export(model: torch.nn.Module, path: Path, resolution: tuple[int, int]) -> None:
-    try:
-        from mvsearch.model.onnx import export_onnx
-    except ImportError:  # the exporter module is optional for latency
-        export_onnx = None
-    if export_onnx is not None:
-        export_onnx(model, path, resolution, opset=17)
-        return
-    import io
-
-    x = torch.zeros(1, 3, *resolution)
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
-
-
 def _runner(cfg: ArchConfig, res: tuple[int, int], device: Device, workdir: Path) -> Callable[[], Any]:
     """A closure running one batch-1 forward pass to completion on ``device``."""
     with torch.random.fork_rng(devices=[]):  # building a model must not move the caller's RNG
@@ -191,7 +164,7 @@ def _runner(cfg: ArchConfig, res: tuple[int, int], device: Device, workdir: Path
     import onnxruntime as ort
 
     path = workdir / "model.onnx"
-    _export(model, path, res)
+    export_onnx(model, path, res, opset=17)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = device.threads
     opts.inter_op_num_threads = 1
@@ -213,7 +186,7 @@ def measure(cfg: ArchConfig, resolution: Any = 256, *, backend: str = "torch", t
     _check_counts(warmup, repeats)
     res = parse_resolution(resolution)
     steady_allocator()
-    with tempfile.TemporaryDirectory(prefix="mvsearch-latency-") as tmp, _torch_threads(dev.threads):
+    with tempfile.TemporaryDirectory(prefix="mvsearch-latency-") as tmp, cpu_threads(dev.threads):
         run = _runner(cfg, res, dev, Path(tmp))
         for _ in range(warmup):
             run()

@@ -5,7 +5,7 @@ model, torch and runtime versions; unique together), ``mvsearch_latency`` one ro
 subject and device, where a subject is ``trial:<number>`` or ``preset:<name>``. So several machines
 can measure the same study and their figures coexist. Written with SQLAlchemy 2.0 (declarative
 ``Mapped[...]`` models, ``select()``) on the storage URL Optuna uses, through one session helper
-that commits, rolls back, and turns database errors into :class:`~mvsearch.errors.StudyError`.
+that commits, rolls back, and turns database errors into :class:`~mvsearch.core.errors.StudyError`.
 """
 from __future__ import annotations
 
