@@ -1,4 +1,5 @@
-"""Budgets: parse "1.5GFLOPs" / "2.3M" / "2h", and decide whether a candidate may be trained.
+"""Budgets: FLOP tiers and a parameter cap from ``--budget`` / ``--tiers`` / ``--max-params``, and
+whether a candidate may be trained.
 
 A budget is about the *deployed* model: FLOPs (fvcore's, 1 multiply-add = 1 FLOP) and params are
 counted at the space's deployment resolution and num_classes. Several FLOP budgets make *tiers*
@@ -11,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from mvsearch.arch.presets import PAPER_FLOPS
 from mvsearch.core.errors import BudgetError
 from mvsearch.core.units import format_count, format_flops, parse_flops, parse_params
 
 
-#: the paper's three FLOP levels (fvcore FLOPs of XXS, XS and S at 256x256, 1000 classes)
-PAPER_TIERS = {"mobilevit_xxs": 418_183_680, "mobilevit_xs": 1_052_168_192, "mobilevit_s": 2_033_383_424}
+#: the paper's three FLOP levels, ``--tiers paper``: the FLOPs of XXS, XS and S (a view of
+#: :data:`mvsearch.arch.presets.REFERENCE`)
+PAPER_TIERS: dict[str, int] = PAPER_FLOPS
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Cost counting: golden numbers, fused attention, per-stage sums, no side effects."""
+"""Cost counting: fused attention, per-stage sums, thop cross-check, no side effects.
+
+The golden numbers (each preset's params and FLOPs) are pinned in tests/test_presets.py.
+"""
 from __future__ import annotations
 
 import random
@@ -6,26 +9,10 @@ import random
 import pytest
 import torch
 
-from mvsearch.arch.presets import PRESETS
-from mvsearch.arch.presets import PAPER_FLOPS, PAPER_PARAMS
+from mvsearch.arch.presets import PAPER_FLOPS, PRESETS
 from mvsearch.cost.traced import count, fvcore_flops
 from mvsearch.model.network import build_model, set_fused_attention
 from tests.test_arch import random_arch
-
-
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_presets_match_the_reference_exactly(name):
-    c = count(PRESETS[name], 256)
-    assert c.params == PAPER_PARAMS[name]
-    assert abs(c.flops - PAPER_FLOPS[name]) <= 0.005 * PAPER_FLOPS[name]
-    assert c.flops == PAPER_FLOPS[name]  # stronger than the issue asks: identical to the reference
-    assert c.resolution == (256, 256)
-
-
-def test_paper_numbers_are_the_published_ones():
-    # pinned independently of the code above: 1.27M / 2.32M / 5.58M params, 0.42 / 1.05 / 2.03 GFLOPs
-    assert PAPER_PARAMS == {"mobilevit_xxs": 1272024, "mobilevit_xs": 2317848, "mobilevit_s": 5578632}
-    assert [round(PAPER_FLOPS[n] / 1e9, 2) for n in PRESETS] == [0.42, 1.05, 2.03]
 
 
 @pytest.mark.parametrize("res", [256, (96, 64), (64, 48)])
