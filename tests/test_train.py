@@ -18,8 +18,10 @@ from mvsearch.cli.main import main
 from mvsearch.data import load_data, proxy_split
 from mvsearch.core.errors import NonFiniteLossError, TrainError
 from mvsearch.model.network import build_model
-from mvsearch.proxy.trainer import EpochStats, TrainConfig, augment, build_seeded, crop_padding, lr_at, to_float, train
 from mvsearch.core.runtime import cpu_threads
+from mvsearch.proxy.augment import augment, crop_padding, to_float
+from mvsearch.proxy.evaluate import recalibrate_bn
+from mvsearch.proxy.trainer import EpochStats, TrainConfig, build_seeded, train, warmup_cosine
 from tests.test_data import _npz, write_idx, write_imagefolder
 
 RES = 32
@@ -82,10 +84,56 @@ def test_crop_padding_defaults_to_a_32nd_of_the_side_and_an_explicit_value_wins(
     assert crop_padding(TrainConfig(crop_padding=0), 64) == 0
 
 
-def test_lr_warms_up_then_decays_to_zero():
-    lrs = [lr_at(s, 100, 10, 1.0) for s in range(100)]
-    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
+# ---------------------------------------------------------------------- learning-rate schedule
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """The hand-written schedule warmup_cosine replaced: the reference its per-step lr must equal."""
+    if warmup and step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * peak * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def scheduled_lrs(total: int, warmup: int, peak: float) -> list[float]:
+    """The lr each of ``total`` optimizer steps runs at under warmup_cosine (stepped as train() does)."""
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    schedule = warmup_cosine(opt, total, warmup)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    return lrs
+
+
+@pytest.mark.parametrize("total, warmup", [(100, 10), (100, 0), (7, 7), (7, 1), (1, 1), (1, 0), (6, 3),
+                                           (468, 47)])
+def test_schedule_equals_the_warmup_cosine_formula_at_every_step(total, warmup):
+    # torch's LinearLR/CosineAnnealingLR update the lr multiplicatively, so the two agree to
+    # rounding (about 1e-13 relative after hundreds of steps), not bit for bit
+    peak = 2e-3
+    assert scheduled_lrs(total, warmup, peak) == pytest.approx([lr_at(s, total, warmup, peak)
+                                                                for s in range(total)], rel=1e-12, abs=0)
+
+
+def test_lr_warms_up_from_peak_over_warmup_then_decays_to_almost_zero():
+    lrs = scheduled_lrs(100, 10, 1.0)
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and 0 < lrs[-1] < 0.01
+    assert scheduled_lrs(10, 0, 1.0)[0] == 1.0  # no warmup: the first step is at the peak
+
+
+@pytest.mark.parametrize("total, warmup", [(0, 0), (5, 6), (5, -1)])
+def test_schedule_refuses_impossible_lengths(total, warmup):
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match="warmup_cosine"):
+        warmup_cosine(opt, total, warmup)
+
+
+def test_epoch_stats_report_the_lr_of_the_epochs_last_step(split):
+    r = train(tiny_arch(), split, cfg(epochs=2))
+    steps = 192 // 32
+    expected = scheduled_lrs(2 * steps, round(0.5 * steps), 3e-3)
+    assert [e.lr for e in r.epochs] == [expected[steps - 1], expected[-1]]
 
 
 # ---------------------------------------------------------------------- training
@@ -300,8 +348,6 @@ def test_cli_real_subprocess_json(tiny_yaml, tmp_path):
 
 
 def test_bn_recalibration_sets_exact_statistics_and_changes_nothing_else():
-    from mvsearch.proxy.trainer import recalibrate_bn
-
     model = build_model(tiny_arch())
     bn = model.stem[1]
     for m in model.modules():

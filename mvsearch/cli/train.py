@@ -9,12 +9,12 @@ import torch
 
 from mvsearch.arch.geometry import check_resolution
 from mvsearch.cli.options import load_arch_choice, print_json
+from mvsearch.core.atomic import save_state_dict
 from mvsearch.core.errors import DataError, MvsearchError
 from mvsearch.data import load_data
-from mvsearch.proxy.settings import ProxySettings, collapse_warnings, proxy_arch
+from mvsearch.proxy.evaluate import evaluate
 from mvsearch.proxy.run import run_proxy
-from mvsearch.proxy.trainer import evaluate
-from mvsearch.core.atomic import save_state_dict
+from mvsearch.proxy.settings import ProxySettings, collapse_warnings, proxy_arch
 
 
 _DEFAULT = ProxySettings()

@@ -1,24 +1,21 @@
 """The proxy trainer: short, fast, deterministic training with a per-epoch callback.
 
-AdamW (no weight decay on norms and biases) with linear warmup then cosine decay, label-smoothed
-cross-entropy, and augmentation applied to whole uint8 batches on the training device: random crop
-with zero padding (R/32 pixels by default) and, where the data allows it, horizontal flip, both
-done by one vectorised gather. Images stay uint8 until the batch is built, are scaled to [0, 1] (as ml-cvnets'
-MobileViT expects, no mean/std) into a channels_last float buffer. No DataLoader: the tensors
-already sit in memory. On CUDA: bf16 autocast and optional ``torch.compile``. On CPU the thread
-count is capped at the CPUs this process may use, and freed memory stays in the process while
-training (:mod:`mvsearch.allocator`), so a step does not page-fault in what the last one freed.
+AdamW (no weight decay on norms and biases), the learning rate warmed up linearly then decayed
+along a cosine by torch's own schedulers (:func:`warmup_cosine`), label-smoothed cross-entropy,
+and whole uint8 batches augmented on the training device (:mod:`mvsearch.proxy.augment`). No
+DataLoader: the tensors already sit in memory. On CUDA: bf16 autocast and optional
+``torch.compile``. On CPU the thread count is capped at the CPUs this process may use
+(:func:`mvsearch.core.runtime.cpu_threads`), and freed memory stays in the process while training
+(:mod:`mvsearch.core.allocator`), so a step does not page-fault in what the last one freed.
 
-After every epoch BatchNorm statistics are re-estimated on a fixed subset of training images
-(:func:`recalibrate_bn`: a short training leaves the running averages stale), then the validation
-split is evaluated and ``callback(EpochStats)`` called; returning
-True stops training early (``stopped=True``), and an exception raised inside it (e.g. Optuna's
-``TrialPruned``) propagates unchanged. Same seed, same thread count -> same result on CPU. A NaN or
-infinite loss raises :class:`~mvsearch.errors.NonFiniteLossError`.
+After every epoch BatchNorm statistics are re-estimated on a fixed subset of training images and
+the validation split is evaluated (:mod:`mvsearch.proxy.evaluate`), then ``callback(EpochStats)``
+is called; returning True stops training early (``stopped=True``), and an exception raised inside
+it (e.g. Optuna's ``TrialPruned``) propagates unchanged. Same seed, same thread count -> same
+result on CPU. A NaN or infinite loss raises :class:`~mvsearch.core.errors.NonFiniteLossError`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -27,17 +24,21 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 from mvsearch.arch.config import ArchConfig
 from mvsearch.core.allocator import hold_freed_memory
 from mvsearch.core.errors import NonFiniteLossError, TrainError
-from mvsearch.core.runtime import cpu_threads, resolve_device
+from mvsearch.core.runtime import autocast, cpu_threads, resolve_device
 from mvsearch.data.split import ProxySplit
+# bench/ and tests/test_cli_run.py still import augment, compact, crop_padding and evaluate from here
+from mvsearch.proxy.augment import augment, compact, crop_padding
+from mvsearch.proxy.evaluate import evaluate, recalibrate_bn
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train (the proxy's defaults live in :class:`mvsearch.proxy.ProxySettings`)."""
+    """How to train (the proxy's defaults live in :class:`mvsearch.proxy.settings.ProxySettings`)."""
 
     epochs: int = 3  # passes over the training split
     batch_size: int = 64  # images per optimizer step
@@ -57,7 +58,7 @@ class TrainConfig:
     bn_calibration: int = 512  # training images that re-estimate BatchNorm statistics before each
     # validation (0: keep the running averages; see recalibrate_bn)
     hold_memory: bool = True  # on CPU, keep freed memory in the process while training (glibc; see
-    # mvsearch.allocator): no page faults re-touching each step's activations
+    # mvsearch.core.allocator): no page faults re-touching each step's activations
 
     def __post_init__(self) -> None:
         for name in ("compile", "channels_last", "amp", "hold_memory"):
@@ -146,127 +147,26 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    """Linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if warmup and step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return 0.5 * peak * (1.0 + math.cos(math.pi * min(1.0, t)))
+def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup: int) -> LRScheduler:
+    """Linear warmup for ``warmup`` steps, then cosine decay toward 0 over the rest of ``total``.
 
-
-def compact(x: torch.Tensor) -> torch.Tensor:
-    """A grayscale-expanded ``[N, 3, R, R]`` view -> its ``[N, 1, R, R]`` base (no copy)."""
-    return x[:, :1] if x.dim() == 4 and x.shape[1] == 3 and x.stride(1) == 0 else x
-
-
-def to_float(x: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
-    """uint8 ``[B, C, R, R]`` (C = 1 or 3) -> float ``[B, 3, R, R]`` in [0, 1]."""
-    b, c, h, w = x.shape
-    out = torch.empty((b, h, w, 3), dtype=torch.float32, device=x.device)  # NHWC buffer
-    out.copy_(x.permute(0, 2, 3, 1).expand(b, h, w, 3))
-    out.mul_(1.0 / 255.0)
-    out = out.permute(0, 3, 1, 2)  # a channels_last view of [B, 3, H, W]
-    return out if channels_last else out.contiguous()
-
-
-def augment(x: torch.Tensor, padding: int, hflip: bool, g: torch.Generator,
-            channels_last: bool = True) -> torch.Tensor:
-    """Random crop (zero padding) and optional flip of a whole uint8 batch, then :func:`to_float`.
-
-    One gather does both: output pixel (i, j) of image b reads padded pixel
-    (oy_b + i, ox_b + j), or (oy_b + i, ox_b + R - 1 - j) when b is flipped.
+    torch's LinearLR then CosineAnnealingLR (chained by SequentialLR); call ``step()`` after each
+    optimizer step. With ``peak`` the optimizer's lr, step s (0-based) trains at
+    ``peak * (s + 1) / warmup`` while ``s < warmup`` (so the first step already moves, and the
+    last warmup step is at the peak), then at ``peak * (1 + cos(pi * (s - warmup) / (total -
+    warmup))) / 2``: the peak again, down to just above 0 at the last step.
     """
-    b, c, h, w = x.shape
-    dev = x.device
-    if padding:
-        x = F.pad(x, (padding, padding, padding, padding))
-    off = torch.randint(0, 2 * padding + 1, (b, 2), generator=g).to(dev)
-    rows = off[:, :1] + torch.arange(h, device=dev)  # [B, H]
-    cols = off[:, 1:] + torch.arange(w, device=dev)  # [B, W]
-    if hflip:
-        flip = (torch.rand(b, generator=g) < 0.5).to(dev)
-        cols = torch.where(flip[:, None], cols.flip(1), cols)
-    bi = torch.arange(b, device=dev)[:, None, None]
-    # advanced indices on dims 0, 2, 3 around a slice: [B, C, H+2p, W+2p] -> [B, H, W, C]
-    crops = x[bi, :, rows[:, :, None], cols[:, None, :]]
-    return to_float(crops.permute(0, 3, 1, 2), channels_last)
-
-
-def crop_padding(cfg: TrainConfig, resolution: int) -> int:
-    """Pixels of zero padding for the random crop: ``cfg.crop_padding``, else ``resolution // 32``.
-
-    R/32 (2 pixels at the 64-pixel proxy), not the CIFAR habit of R/8: in a three-epoch proxy
-    training a stronger shift only slows learning. Measured on mobilevit_xxs, Fashion-MNIST,
-    ``ProxySettings()``, seeds 0 and 1, validation accuracy: R/8 84.4%; R/16 85.9%, 86.6%; R/32
-    86.9%, 88.4%; no crop 88.9% (bench/RESULTS.md).
-    """
-    return cfg.crop_padding if cfg.crop_padding is not None else resolution // 32
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
-             device: torch.device | str | None = None, channels_last: bool = True,
-             amp: bool = True) -> tuple[float, float]:
-    """(top-1 accuracy, mean cross-entropy) of ``model`` on uint8 images ``x`` with labels ``y``."""
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    x = compact(x)
-    correct = torch.zeros((), dtype=torch.long, device=dev)
-    loss = torch.zeros((), dtype=torch.float64, device=dev)
-    for i in range(0, len(x), batch_size):
-        xb = to_float(x[i:i + batch_size].to(dev, non_blocking=True), channels_last)
-        yb = y[i:i + batch_size].to(dev, non_blocking=True)
-        with _autocast(dev, amp):
-            out = model(xb)
-        out = out.float()
-        loss += F.cross_entropy(out, yb, reduction="sum").double()
-        correct += (out.argmax(1) == yb).sum()
-    model.train(was_training)
-    n = max(1, len(x))
-    return int(correct) / n, float(loss) / n
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor, *, batch_size: int, device: torch.device,
-                   channels_last: bool = True, amp: bool = True) -> None:
-    """Re-estimate every BatchNorm's running mean/var from uint8 images ``x`` (no augmentation).
-
-    A short proxy training moves the weights faster than BatchNorm's running averages (momentum
-    0.1) follow, so in eval mode the network normalises with stale statistics: measured on
-    mobilevit_xxs after 48 steps on Fashion-MNIST, validation accuracy was 12% with the running
-    averages and 58% after recalibration. Re-estimating the statistics on a fixed set of training
-    images before each evaluation ("BN calibration", as weight-sharing NAS does) removes that
-    bias. Only the BatchNorm layers run in training mode (dropout stays off), the estimate is an
-    exact average over the images (momentum None), and no weight changes.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns or len(x) == 0:
-        return
-    was_training = model.training
-    momenta = [m.momentum for m in bns]
-    model.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-        m.train()
-    try:
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size]
-            if len(xb) < 2:
-                break
-            with _autocast(device, amp):
-                model(to_float(xb.to(device, non_blocking=True), channels_last))
-    finally:
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-        model.train(was_training)
+    if total < 1 or not 0 <= warmup <= total:
+        raise ValueError(f"warmup_cosine: need total >= 1 and 0 <= warmup <= total, "
+                         f"got total={total}, warmup={warmup}")
+    phases: list[LRScheduler] = []
+    if warmup:
+        phases.append(LinearLR(opt, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup - 1))
+    if total > warmup:
+        phases.append(CosineAnnealingLR(opt, T_max=total - warmup, eta_min=0.0))
+    if len(phases) == 1:
+        return phases[0]
+    return SequentialLR(opt, phases, milestones=[warmup])
 
 
 def train(model: nn.Module | ArchConfig, split: ProxySplit, cfg: TrainConfig, *, hflip: bool = True,
@@ -314,6 +214,7 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
     warmup = min(total, round(cfg.warmup_epochs * steps_per_epoch))
     opt_kw = {"fused": True} if device.type == "cuda" else {"foreach": True}
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, **opt_kw)
+    schedule = warmup_cosine(opt, total, warmup)
     check_every = 1 if device.type == "cpu" else cfg.nan_check_every
     # a fixed, class-mixed subset of the training split for BatchNorm calibration
     calib = x[torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 1))[:cfg.bn_calibration]
@@ -339,14 +240,13 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
                 idx = perm[s * bs:(s + 1) * bs]
                 xb = augment(x[idx], pad, hflip and split.hflip, g, cfg.channels_last)
                 yb = y[idx]
-                lr = lr_at(step, total, warmup, cfg.lr)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                with _autocast(device, cfg.amp):
+                lr = opt.param_groups[0]["lr"]  # this step's
+                with autocast(device, cfg.amp):
                     loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                schedule.step()
                 loss_sum += loss.detach().float()
                 step += 1
                 if (s + 1) % check_every == 0 or s + 1 == steps_per_epoch:
