@@ -32,34 +32,35 @@ from mvsearch.arch.config import ArchConfig
 from mvsearch.arch.geometry import check_resolution, parse_resolution
 from mvsearch.arch.presets import get_preset
 from mvsearch.core.atomic import atomic_path, check_target
-from mvsearch.core.errors import ArchError, ExportError
+from mvsearch.core.errors import ArchError, ExportError, MvsearchError
 from mvsearch.export.standalone import generate
 from mvsearch.model.network import build_model
 from mvsearch.core.runtime import eval_mode
 from mvsearch.model.onnx import ATOL, MAX_OPSET, MIN_OPSET, example_input, export_onnx, onnx_max_diff
-from mvsearch.search.record import TrialRecord, records
+from mvsearch.search.record import TrialRecord
 
 
 FORMATS = ("py", "yaml", "onnx")
 
 
-def select(study, *, trial: int | None = None, best: bool = False,
+def select(search, *, trial: str | None = None, best: bool = False,
            pareto_rank: int | None = None) -> TrialRecord:
-    """The trial named by exactly one of ``trial``, ``best`` or ``pareto_rank``."""
-    name = study.study_name
-    recs = records(study, include_rejected=True)
+    """The trial named by exactly one of ``trial`` (its ref: ``1.5G/3``, or ``3`` if unique), ``best``
+    or ``pareto_rank``, in a :class:`~mvsearch.search.storage.SearchStudies`."""
+    name = search.name
     if trial is not None:
-        hit = [r for r in recs if r.number == trial]
-        if not hit:
-            have = f"trials 0..{max(r.number for r in recs)}" if recs else "no trials"
-            raise ExportError(f"study {name!r} has no trial {trial}; it has {have} (see `mvsearch trials`)")
-        return hit[0]
+        try:
+            return search.find(str(trial))
+        except MvsearchError as exc:
+            raise ExportError(str(exc)) from None
+    recs = search.records(include_rejected=True)
     complete = [r for r in recs if r.state == "COMPLETE" and not r.over_budget and r.accuracy is not None]
     if not complete:
         raise ExportError(f"study {name!r} has no COMPLETE trial yet; let `mvsearch run` finish one, "
                           f"or pick a trial with --trial N --allow-incomplete")
     if best:  # ties: fewer FLOPs, then the earlier trial
-        return min(complete, key=lambda r: (-r.accuracy, r.flops if r.flops is not None else math.inf, r.number))
+        return min(complete, key=lambda r: (-r.accuracy, r.flops if r.flops is not None else math.inf, r.study,
+                                            r.number))
     front = pareto.front(complete, "flops")  # most accurate first; ties by FLOPs, then trial number
     if pareto_rank is None or not 1 <= pareto_rank <= len(front):
         raise ExportError(f"--pareto-rank: study {name!r} has {len(front)} Pareto-optimal trials "
@@ -147,32 +148,32 @@ def from_preset(name: str, num_classes: int | None = None, resolution: Any = 256
     return Target(cfg, parse_resolution(resolution), stem or name, prov)
 
 
-def from_trial(study, rec: TrialRecord, *, storage: str | None = None, weights: bool = False,
+def from_trial(search, rec: TrialRecord, *, storage: str | None = None, weights: bool = False,
                num_classes: int | None = None, resolution: Any = None, allow_incomplete: bool = False,
                stem: str | None = None) -> Target:
-    """A Target from a trial: refuses unfinished trials unless ``allow_incomplete``."""
-    name, ua = study.study_name, rec.user_attrs
+    """A Target from a trial of ``search``: refuses unfinished trials unless ``allow_incomplete``."""
+    name = search.name
     notes: list[str] = []
     if rec.state != "COMPLETE" or rec.over_budget:
         what = _describe(rec)
         if not allow_incomplete:
-            raise ExportError(f"trial {rec.number} of study {name!r} is {what}; export a COMPLETE trial "
+            raise ExportError(f"trial {rec.ref} of study {name!r} is {what}; export a COMPLETE trial "
                               f"(see `mvsearch trials`) or pass --allow-incomplete")
-        notes.append(f"trial {rec.number} is {what}: exporting its architecture anyway")
+        notes.append(f"trial {rec.ref} is {what}: exporting its architecture anyway")
     if rec.arch is None:
-        raise ExportError(f"trial {rec.number} of study {name!r} has no valid recorded architecture "
+        raise ExportError(f"trial {rec.ref} of study {name!r} has no valid recorded architecture "
                           f"(user attribute 'arch'); it cannot be exported")
     cfg, state = rec.arch, None
     if weights:
-        path = _weights_path(ua.get("weights"), storage)
+        path = _weights_path(rec.weights, storage)
         if path is None:
-            raise ExportError(f"trial {rec.number} saved no weights; rerun the search with "
+            raise ExportError(f"trial {rec.ref} saved no weights; rerun the search with "
                               f"`mvsearch run --save-weights`, or drop --weights")
         state = _load_weights(path)
         key = _classifier_key(cfg)
         if key not in state or state[key].dim() != 2:
             raise ExportError(f"the saved weights {path} have no classifier {key!r}; they do not fit "
-                              f"trial {rec.number}'s architecture")
+                              f"trial {rec.ref}'s architecture")
         k = int(state[key].shape[0])  # the rule: a weights export keeps the weights' classifier
         if num_classes is not None and num_classes != k:
             raise ExportError(f"--num-classes {num_classes}: the saved weights have a {k}-class classifier; "
@@ -185,14 +186,10 @@ def from_trial(study, rec: TrialRecord, *, storage: str | None = None, weights: 
             build_model(cfg).load_state_dict(state)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
-            raise ExportError(f"the saved weights {path} do not fit trial {rec.number}'s architecture: "
+            raise ExportError(f"the saved weights {path} do not fit trial {rec.ref}'s architecture: "
                               f"{' '.join(first[:2])}") from None
-        proxy = ua.get("proxy_arch")
-        if isinstance(proxy, dict):
-            try:
-                stride = ArchConfig.from_dict(proxy).stem_stride
-            except ArchError:
-                stride = cfg.stem_stride
+        if rec.proxy_arch is not None:
+            stride = rec.proxy_arch.stem_stride
             if stride != cfg.stem_stride:
                 notes.append(f"the weights were trained with stem_stride={stride} at the proxy resolution; "
                              f"the export uses the deployed stem_stride={cfg.stem_stride} (same shapes, "
@@ -201,18 +198,19 @@ def from_trial(study, rec: TrialRecord, *, storage: str | None = None, weights: 
         cfg = cfg.with_num_classes(num_classes)
     if resolution is None:
         try:
-            resolution = parse_resolution(ua.get("resolution", 256))
+            resolution = parse_resolution(rec.resolution if rec.resolution is not None else 256)
         except ArchError:
             resolution = (256, 256)
             notes.append("the trial records no valid resolution; using 256x256")
     prov = {
-        "study": name, "trial": rec.number, "state": rec.state, "accuracy": rec.accuracy,
+        "study": name, "trial": rec.ref, "state": rec.state, "accuracy": rec.accuracy,
         "recorded_params": rec.params, "recorded_flops": rec.flops,
-        **{k: _plain(ua.get(k)) for k in ("tier", "preset", "data", "seed", "mvsearch_version")},
+        "tier": rec.tier, "preset": rec.preset, "data": rec.data, "seed": rec.seed,
+        "mvsearch_version": rec.mvsearch_version,
         "baseline": rec.baseline,
     }
     prov = {k: _plain(v) for k, v in prov.items()}
-    return Target(cfg, parse_resolution(resolution), stem or f"{_slug(name)}_trial{rec.number}",
+    return Target(cfg, parse_resolution(resolution), stem or _slug(f"{name}_trial_{rec.ref}"),
                   prov, state, notes)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from mvsearch.arch.geometry import parse_resolution
 from mvsearch.core.errors import MvsearchError, StudyError, first_line
 from mvsearch.latency.measure import Device, Timing
+from mvsearch.search.record import trial_key
 
 
 class _Base(DeclarativeBase):
@@ -100,8 +101,9 @@ class LatencyRecord:
                    row.warmup, row.ratio_xxs, row.ref_median_ms, row.measured_at)
 
 
-def trial_subject(number: int) -> str:
-    return f"trial:{number}"
+def trial_subject(ref: str | int) -> str:
+    """A trial's subject: ``trial:<ref>`` (the key is spelled once, in the trial record)."""
+    return trial_key(str(ref))
 
 
 def preset_subject(name: str) -> str:
@@ -165,7 +167,8 @@ class Store:
             if row is None:
                 row = LatencyRow(study_name=study_name, subject=subject, device_id=dev.id)
                 s.add(row)
-            row.trial_number = int(name) if kind == "trial" else None
+            num = name.rpartition("/")[2]  # a trial ref: "1.5G/3" (or "3" in a schema-1 study)
+            row.trial_number = int(num) if kind == "trial" and num.isdigit() else None
             row.preset = name if kind == "preset" else None
             row.resolution_h, row.resolution_w = h, w
             row.median_ms, row.q1_ms, row.q3_ms = timing.median_ms, timing.q1_ms, timing.q3_ms

@@ -28,7 +28,7 @@ def run_proxy(cfg: ArchConfig, proxy: ProxySettings, *, seed: int = 0, device: s
               threads: int | None = None, compile: bool = False, data: TensorData | None = None,
               split: ProxySplit | None = None, cache_dir=None, download: bool = False,
               callback: Callable[[EpochStats], bool | None] | None = None,
-              progress: bool = False) -> ProxyRun:
+              progress: bool = False, on_model: Callable[[nn.Module], None] | None = None) -> ProxyRun:
     """Load the proxy data (unless given), split it, build the proxy net from ``seed`` and train it.
 
     Pass ``data``/``split`` to reuse them across many architectures (a search does).
@@ -42,5 +42,7 @@ def run_proxy(cfg: ArchConfig, proxy: ProxySettings, *, seed: int = 0, device: s
     warnings = collapse_warnings(arch, proxy.resolution)
     tc = proxy.train_config(seed=seed, device=device, threads=threads, compile=compile)
     model = build_seeded(arch, seed)
+    if on_model is not None:  # a handle on the net before training (the search saves a pruned one's weights)
+        on_model(model)
     result = train(model, split, tc, hflip=data.hflip, callback=callback, progress=progress)
     return ProxyRun(result, model, arch, data, split, warnings)
