@@ -24,8 +24,7 @@ from mvsearch.latency.study import measure_and_store, measure_study
 from mvsearch.core.allocator import steady_allocator
 from mvsearch.latency.store import Store, pick_device
 from mvsearch.search.front import front
-from mvsearch.search.storage import load
-from mvsearch.search.record import records
+from mvsearch.search.storage import open_search
 from tests._studies import RES, make_study, variant
 
 FAST = dict(warmup=1, repeats=3)
@@ -164,7 +163,7 @@ def test_measure_and_store_records_one_trial_with_its_ratio(study):
 def test_measure_study_measures_what_this_device_lacks(study, monkeypatch):
     name, storage = study
     first = measure_study(name, storage, **FAST)
-    trained = [r.number for r in records(load(name, storage)) if r.trained]
+    trained = [r.number for r in open_search(name, storage).records() if r.trained]
     subjects = [r.subject for r in first.measured]
     assert subjects == ["preset:mobilevit_xxs", "preset:mobilevit_xs", "preset:mobilevit_s"] + \
         [f"trial:{n}" for n in trained]
@@ -177,7 +176,7 @@ def test_measure_study_measures_what_this_device_lacks(study, monkeypatch):
     # only its front, to stay quick
     monkeypatch.setattr("mvsearch.latency.measure.cpu_model", lambda: "Another CPU")
     other = measure_study(name, storage, pareto_only=True, **FAST)
-    on_front = len(front(records(load(name, storage)), "flops"))
+    on_front = len(front(open_search(name, storage).records(), "flops"))
     assert len(other.measured) == 3 + on_front and other.device.cpu == "Another CPU"
     with Store(storage) as store:
         assert [n for _, n in store.devices(name)] == [len(trained), on_front]
@@ -192,7 +191,7 @@ def test_force_measures_again(study):
 def test_pareto_only_measures_the_front_and_the_presets(study):
     name, storage = study
     out = measure_study(name, storage, pareto_only=True, **FAST)
-    on_front = {f"trial:{r.number}" for r in front(records(load(name, storage)), "flops")}
+    on_front = {f"trial:{r.number}" for r in front(open_search(name, storage).records(), "flops")}
     assert {r.subject for r in out.measured} == on_front | {f"preset:{p}" for p in
                                                            ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")}
 

@@ -117,7 +117,7 @@ def _arch_config_stub() -> str:
     out = [
         "@dataclass(frozen=True)",
         "class ArchConfig:",
-        '    """One MobileViT network (the fields of mvsearch.arch.ArchConfig, validated at export)."""',
+        '    """One MobileViT network (the fields of mvsearch.arch.config.ArchConfig, validated at export)."""',
         "",
     ]
     for node in cls.body:
