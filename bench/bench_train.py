@@ -43,7 +43,8 @@ from mvsearch.arch.presets import get_preset
 from mvsearch.data import load_data, proxy_split
 from mvsearch.model.network import build_model
 from mvsearch.proxy.settings import ProxySettings, proxy_arch
-from mvsearch.proxy.trainer import TrainConfig, augment, build_seeded, compact, crop_padding, lr_at, param_groups, train
+from mvsearch.proxy.trainer import (TrainConfig, augment, build_seeded, compact, crop_padding, param_groups, train,
+                                    warmup_cosine)
 from mvsearch.core.runtime import resolve_device
 
 
@@ -87,16 +88,16 @@ def baseline(arch, split, tc: TrainConfig, hflip: bool, device: torch.device, st
     loader = DataLoader(ds, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=0)
     total = len(loader)
     warmup = min(total, round(tc.warmup_epochs * total))
+    sched = warmup_cosine(opt, total, warmup)
     t0 = 0.0
     f0 = 0
     for step, (xb, yb) in enumerate(loader):
         xb, yb = xb.to(device), yb.to(device)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, warmup, tc.lr)
         loss = F.cross_entropy(model(xb), yb, label_smoothing=tc.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         if step == 0:  # warm: start the clock now, as train() is timed on a warm process too
             if device.type == "cuda":
                 torch.cuda.synchronize()

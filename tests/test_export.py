@@ -1,7 +1,7 @@
 """``mvsearch export``: the standalone module, the YAML, the ONNX graph, trial choice and every error.
 
 The studies here are real Optuna SQLite studies whose trials carry the user attributes of
-``mvsearch.study.ATTR`` (params and FLOPs counted by ``mvsearch.cost``), including PRUNED and FAIL
+``mvsearch.search.record.TrialRecord`` (params and FLOPs counted by ``mvsearch.cost``), including PRUNED and FAIL
 trials and a trial with saved proxy weights (stem stride 1, 10 classes, as a proxy trains them).
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ from mvsearch.core.errors import ExportError, MvsearchError
 from mvsearch.model.onnx import export_onnx, onnx_max_diff
 from mvsearch.export.writer import from_preset, select, write
 from mvsearch.model.network import build_model
-from mvsearch.search.record import ATTR, records
-from mvsearch.search.storage import load
+from mvsearch.search.record import ATTR_FIELDS
+from mvsearch.search.storage import open_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def _attrs(cfg: ArchConfig, **extra) -> dict:
           "seed": 0, "data": "synthetic", "proxy": {"epochs": 2, "resolution": 32},
           "mvsearch_version": __version__, "proxy_arch": cfg.with_num_classes(10).to_dict()}
     ua.update(extra)
-    assert set(ua) <= set(ATTR)
+    assert set(ua) <= set(ATTR_FIELDS)
     return ua
 
 
@@ -183,8 +183,8 @@ def test_py_imports_without_mvsearch_and_matches_the_record(study_db, tmp_path):
     first, main_line = stdout.strip().splitlines()
     assert main_line.startswith("MobileViT: ") and "-> (1, 12)" in main_line
     got = json.loads(first)
-    rec = next(r for r in records(load("tiny", study_db["url"])) if r.number == 1)
-    assert got["params"] == rec.params and got["trial"] == 1
+    rec = next(r for r in open_search("tiny", study_db["url"]).records() if r.number == 1)
+    assert got["params"] == rec.params and got["trial"] == "1"  # the trial as `--trial` names it
     assert got["keys"] == list(ref.state_dict())
     with torch.no_grad():
         assert torch.allclose(torch.load(tmp_path / "y.pt"), ref(x), atol=1e-6, rtol=0)
@@ -235,19 +235,22 @@ def test_py_with_weights_keeps_the_weights_classifier_and_outputs(study_db, tmp_
 
 
 def test_py_source_is_safe_from_strings_in_the_study(tmp_path):
-    # every string a study holds can be hostile: the name, the tier, the data spec, the version
+    # every string a study holds can be hostile: the tier, the data spec, the version (a study's
+    # name is checked where it enters: a name like the payload is refused)
     payload = 'x"""\nimport os; os.system("touch PWNED")  # \'\\'
     url = f"sqlite:///{tmp_path / 'evil.db'}"
-    st = optuna.create_study(study_name=payload, storage=url, direction="maximize")
+    st = optuna.create_study(study_name="evil", storage=url, direction="maximize")
     _trial(st, "COMPLETE", _attrs(tiny_arch(8), tier=payload, data=payload, mvsearch_version=payload), 0.5)
     out = tmp_path / "out"
-    r = cli("--storage", url, "--study", payload, "--best", "-o", out)
+    refused = cli("--storage", url, "--study", payload, "--best", "-o", out)
+    assert refused.exit_code == 2 and "not a valid study name" in refused.output and not out.exists()
+    r = cli("--storage", url, "--study", "evil", "--best", "-o", out)
     assert r.exit_code == 0, r.output
     (py,) = out.glob("*.py")
     assert py.name.isascii() and py.stem.isidentifier()
     src = py.read_text()
     assert payload not in ast.get_docstring(ast.parse(src))
-    stdout = run_isolated(out, py.stem, "print(json.dumps([PROVENANCE['study'], PROVENANCE['tier']]))")
+    stdout = run_isolated(out, py.stem, "print(json.dumps([PROVENANCE['data'], PROVENANCE['tier']]))")
     assert json.loads(stdout) == [payload, payload]  # kept exactly, as inert data
     assert not (out / "PWNED").exists() and not Path("PWNED").exists()
 
@@ -287,7 +290,7 @@ def test_yaml_round_trips_and_count_accepts_it(study_db, tmp_path):
     assert r.exit_code == 0, r.output
     path = tmp_path / "tiny_trial2.yaml"
     assert load_arch(path) == study_db["cfgs"][2]
-    rec = next(r for r in records(load("tiny", study_db["url"])) if r.number == 2)
+    rec = next(r for r in open_search("tiny", study_db["url"]).records() if r.number == 2)
     c = runner.invoke(main, ["count", "--config", str(path), "--resolution", "80x72", "--json"])
     assert c.exit_code == 0, c.output
     got = json.loads(c.stdout)
@@ -327,7 +330,7 @@ def test_onnx_opset_dynamic_batch_and_onnxruntime_parity(study_db, tmp_path):
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, *RES]
     assert "Resize" in {n.op_type for n in proto.graph.node}  # the interpolation path is in the graph
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert json.loads(meta["mvsearch.provenance"])["trial"] == 0
+    assert json.loads(meta["mvsearch.provenance"])["trial"] == "0"
     ref = build_model(study_db["cfgs"][0].with_num_classes(10)).eval()
     ref.load_state_dict(torch.load(tmp_path / "tiny_trial0.pt", weights_only=True))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -379,7 +382,7 @@ def test_preset_exports_all_formats_without_any_study(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------- choosing a trial
 def test_best_and_pareto_rank_pick_the_documented_trials(study_db):
-    st = load("tiny", study_db["url"])
+    st = open_search("tiny", study_db["url"])
     assert select(st, best=True).number == 1
     # 2 and the baseline 6 are dominated by 1; 1 = most accurate, 2 = the cheapest point
     assert select(st, pareto_rank=1).number == 1 and select(st, pareto_rank=2).number == 0
@@ -393,7 +396,7 @@ def test_best_breaks_accuracy_ties_by_fewer_flops(tmp_path):
     _trial(st, "COMPLETE", _attrs(tiny_arch(24)), 0.5)  # trial 0: costlier
     _trial(st, "COMPLETE", _attrs(tiny_arch(8)), 0.5)  # trial 1: as accurate, cheaper
     _trial(st, "PRUNED", _attrs(tiny_arch(16)), curve={1: 0.9})  # a pruned trial never wins
-    assert select(load("ties", url), best=True).number == 1
+    assert select(open_search("ties", url), best=True).number == 1
 
 
 def test_pareto_rank_via_cli(study_db, tmp_path):

@@ -18,6 +18,7 @@ import json
 import keyword
 import math
 import os
+import re
 import sys
 import types
 from dataclasses import dataclass, field
@@ -210,7 +211,7 @@ def from_trial(search, rec: TrialRecord, *, storage: str | None = None, weights:
         "baseline": rec.baseline,
     }
     prov = {k: _plain(v) for k, v in prov.items()}
-    return Target(cfg, parse_resolution(resolution), stem or _slug(f"{name}_trial_{rec.ref}"),
+    return Target(cfg, parse_resolution(resolution), stem or f"{_slug(name)}_trial{re.sub(r'[^a-z0-9]+', '_', rec.ref.lower())}",
                   prov, state, notes)
 
 

@@ -219,7 +219,7 @@ class SearchStudies:
                              f"name one, e.g. --trial {hits[0].ref}")
         last = max((r.number for r in recs), default=None)
         have = f"its trials run up to {last}" if last is not None else "it has no trials"
-        raise StudyError(f"--trial {ref}: no such trial in study {self.name!r} ({have}); see `mvsearch trials`")
+        raise StudyError(f"--trial {ref}: study {self.name!r} has no trial {ref} ({have}); see `mvsearch trials`")
 
 
 def _check_study_file(path: Path) -> None:
