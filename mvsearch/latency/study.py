@@ -103,3 +103,20 @@ def measure_study(study_name: str | None = None, storage: str | None = None, *, 
         if progress is not None:
             progress(len(pending), len(pending), "")
     return MeasureSummary(name, url, meter.device, res, tuple(out), len(todo) - len(pending))
+
+
+def latency_callback(url: str, *, threads: int | None = None) -> Callable[[Any, Any], None]:
+    """An Optuna callback that measures and stores each completed trial's latency (``run --measure-latency``)."""
+    from optuna.trial import TrialState
+
+    from mvsearch.search.record import records_of
+
+    def measure(study: Any, trial: Any) -> None:
+        if trial.state != TrialState.COMPLETE:
+            return
+        info = StudyRecord.from_attrs(study.user_attrs)
+        rec = records_of([trial], study.study_name, info.tier)[0]
+        if rec.arch is not None:
+            measure_and_store(url, info.search, rec.ref, rec.arch, info.resolution, backend="torch", threads=threads)
+
+    return measure

@@ -8,7 +8,8 @@ One ``mvsearch run``:
    stock sampler and pruner each (:mod:`mvsearch.search.tiers`), checks that a resumed search was
    made by the same space and proxy, fails trials whose worker died (this host's dead processes at
    once, any host's after the heartbeat grace period) and lets Optuna's retry callback
-   queue their architectures once more, and enqueues the paper presets with ``--with-baselines``;
+   queue their architectures once more, and enqueues the paper presets as baselines (those within the budget when the space says
+   ``search.baselines: true``, all three with ``--with-baselines``);
 3. repeats, until ``--trials`` candidates were trained (rejections and baselines do not count):
    pick the tier with the fewest trained trials, enqueue a screened draw while the tier is in its
    start-up phase, and run one trial of that tier with ``study.optimize(n_trials=1)`` (Optuna
@@ -40,7 +41,8 @@ from mvsearch.cost.analytic import analytic_cost
 from mvsearch.search.events import Reporter, RunInfo, RunOptions, RunSummary, check_options
 from mvsearch.search.objective import WORKER, Context, Objective
 from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
-from mvsearch.search.storage import (SEP, RetryCallback, SearchStudies, check_writable_file, default_storage,
+from mvsearch.search.results import best_trials  # noqa: F401  (re-exported: the run's closing table)
+from mvsearch.search.storage import (SEP, RetryCallback, check_writable_file, default_storage,
                                      experimental_ok, open_storage, study_name)
 from mvsearch.search.tiers import n_startup, make_pruner, make_sampler, screen
 from mvsearch.space.loader import parse_space
@@ -247,7 +249,8 @@ class Search:
             if stale:
                 self.rep.note(f"tier {label}: trial(s) {', '.join(map(str, stale))} were left running by a worker that "
                               f"died; marked FAIL and queued once more")
-        self.baselines = self._enqueue_baselines(storage) if self.opts.with_baselines else []
+        self.baselines = self._enqueue_baselines(storage) if self.opts.with_baselines or \
+            self.opts.budget_baselines else []
 
     def _enqueue_baselines(self, storage: Any) -> list[str]:
         added = []
@@ -262,6 +265,8 @@ class Search:
                 continue
             cfg = get_preset(name, self.space.num_classes)
             c = analytic_cost(cfg, self.space.resolution)
+            if not self.opts.with_baselines and not self.budget.check(c.flops, c.params).ok:
+                continue  # in-budget baselines only: this preset exceeds the largest budget
             tier = self.budget.tier_of(c.flops)
             label = tier.label if tier is not None and tier.contains(c.flops) else PRESETS_LABEL
             if label not in self.studies:
@@ -363,18 +368,6 @@ def run_search(space: SearchSpace, budget: Budget, opts: RunOptions, reporter: R
     s.prepare()
     s.open()
     return s.run()
-
-
-def best_trials(search: SearchStudies, per_tier: int = 3) -> list[TrialRecord]:
-    """The most accurate completed trials of each tier, and every baseline; sorted by FLOPs."""
-    recs = [r for r in search.records() if r.state == "COMPLETE" and r.accuracy is not None]
-    out, seen = [], {}
-    for r in sorted(recs, key=lambda r: -r.accuracy):
-        key = r.tier if not r.baseline else ("baseline", r.preset)
-        if r.baseline or seen.get(key, 0) < per_tier:
-            seen[key] = seen.get(key, 0) + 1
-            out.append(r)
-    return sorted(out, key=lambda r: ((r.flops or 0), -(r.accuracy or 0)))
 
 
 __all__ = ["run_search", "best_trials", "fail_dead_workers", "Interrupt", "Search", "SPLIT_SEED", "WORKER", "SEP"]

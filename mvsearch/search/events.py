@@ -34,8 +34,9 @@ class RunOptions:
     pruner: str = _SPACE.pruner
     device: str = "auto"
     timeout_s: float | None = None  # stop starting trials after this long
-    with_baselines: bool = False  # train the paper presets in the same study first
-    save_weights: bool = False
+    with_baselines: bool = False  # train all three paper presets as baselines (first)
+    budget_baselines: bool = _SPACE.baselines  # train the presets that fit the budget as baselines
+    save_weights: bool = _SPACE.save_weights
     threads: int | None = None
 
 

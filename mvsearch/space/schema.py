@@ -94,6 +94,8 @@ class SearchSpec(_Model):
     tiers: Optional[str] = None  # "paper"
     max_params: Optional[_Count] = None  # e.g. "2.3M" (or a plain number: 2300000)
     seed: int = 0
+    baselines: bool = False  # train the paper presets that fit the budget, under the same proxy, as baselines
+    save_weights: bool = False  # keep each trained proxy network's weights (so `export --weights` works)
 
 
 class SpaceSpec(_Model):

@@ -1,0 +1,128 @@
+"""Progress and the closing table of ``mvsearch run`` (the search reports events; this prints them)."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from mvsearch.core.units import format_count, format_flops
+
+
+def duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+
+
+class Printer:
+    """What ``mvsearch run`` shows while it works.
+
+    One line per finished trial on stdout, notes on stderr. On a terminal, a progress bar on stderr
+    follows the running trial; without one (a log file, nohup, CI) a plain line per started trial
+    and per epoch goes to stderr instead, so a log shows where a run is.
+    """
+
+    def __init__(self, trials: int, tty: bool | None = None) -> None:
+        self.bar = None
+        self.trials = trials
+        self.rejected = 0
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=trials, unit="trial", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stdout)
+        else:
+            click.echo(text)
+
+    # Reporter interface
+    def start(self, info) -> None:
+        state = f"resuming, {info.existing} trials so far" if info.existing else "new"
+        self.line(f"study {info.study_name} ({state}) in {info.storage}")
+        self.line(f"space {info.space}; budget {info.budget.describe()}; {info.trials} trials to train")
+        p = info.proxy
+        self.line(f"proxy {info.data}; {p['resolution']}x{p['resolution']} stem stride {p['stem_stride']}, "
+                  f"{p['epochs']} epochs, {p['train_samples']} train / {p['val_samples']} val images")
+        if info.baselines:
+            self.line(f"baselines queued: {', '.join(info.baselines)}")
+        for n in info.notes:
+            self.note(f"proxy: {n}")
+
+    def trial_start(self, ref, tier, cfg, flops, preset) -> None:
+        text = f"trial {ref} ({preset or format_flops(flops) + ' FLOPs'}) training"
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+        else:
+            click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
+
+    def epoch(self, ref, epoch, accuracy) -> None:
+        text = f"trial {ref} epoch {epoch} acc {accuracy:.4f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+        else:
+            click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
+
+    def trial_end(self, o) -> None:
+        tier = f"tier {o.tier}" if o.tier else "no tier"
+        if o.state == "REJECTED":
+            self.rejected += 1
+            self.line(f"trial {o.ref:>8}  {tier:<10} rejected   {format_flops(o.flops):>7} FLOPs "
+                      f"{format_count(o.params):>6} params  ({o.reason}; not trained)")
+            return
+        acc = f"{o.accuracy:.4f}" if o.accuracy is not None else "  -   "
+        what = f"baseline {o.preset}" if o.baseline else o.summary
+        extra = f"  [{o.reason}]" if o.reason else ""
+        self.line(f"trial {o.ref:>8}  {tier:<10} {o.state.lower():<9}  {format_flops(o.flops):>7} FLOPs "
+                  f"{format_count(o.params):>6} params  acc {acc}  {o.epochs} ep  {duration(o.wall_s):>6}  {what}{extra}")
+        if self.bar is not None and not o.baseline:
+            self.bar.update(1)
+
+    def note(self, message) -> None:
+        if self.bar is not None:
+            self.bar.write(f"note: {message}", file=sys.stderr)
+        else:
+            click.echo(f"note: {message}", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def closing_table(search, summary) -> None:
+    from mvsearch.search.results import best_trials, versus_baselines
+
+    best = best_trials(search)
+    click.echo("")
+    if not best:
+        click.echo("no completed trial yet")
+    else:
+        click.echo("best trials (the 3 most accurate of each tier, and the baselines; sorted by FLOPs):")
+        click.echo(f"{'trial':>10}  {'tier':<8} {'accuracy':>8} {'FLOPs':>8} {'params':>8}  architecture")
+        for r in best:
+            click.echo(f"{r.ref:>10}  {(r.tier or '-'):<8} {r.accuracy:>8.4f} {format_flops(r.flops):>8} "
+                       f"{format_count(r.params):>8}  {r.preset or r.summary()}")
+    vs = versus_baselines(search)
+    if vs:
+        click.echo("against the paper presets, same proxy (best searched trial at no more FLOPs):")
+    for v in vs:
+        b = v.baseline
+        if v.best is None:
+            click.echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, acc {b.accuracy:.4f}): no searched trial "
+                       f"completed at or below its FLOPs yet")
+            continue
+        w = v.best
+        click.echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, {format_count(b.params)} params) acc {b.accuracy:.4f}"
+                   f"  vs trial {w.ref} ({format_flops(w.flops)} FLOPs, {format_count(w.params)} params) acc "
+                   f"{w.accuracy:.4f}: {v.gain:+.1f} points")
+    s = summary
+    trained = s.count("COMPLETE") + s.count("PRUNED") + s.count("FAIL")
+    baselines = sum(1 for o in s.outcomes if o.baseline)
+    also = f" incl. {baselines} baseline{'s' if baselines != 1 else ''}" if baselines else ""
+    click.echo(f"this run: {trained} trained{also} ({s.count('COMPLETE')} complete, {s.count('PRUNED')} pruned, "
+               f"{s.count('FAIL')} failed), {s.rejected} rejected by the budget gate, "
+               f"{s.screened} start-up draws screened out; {duration(s.wall_s)}")
+    click.echo(f"list them: mvsearch trials --study {s.study_name}"
+               + (f" --storage {s.storage}" if not s.storage.endswith(f"studies/{s.study_name}.db") else ""))
