@@ -54,6 +54,11 @@ def command(study_name, storage, trial, best, pareto_rank, preset, formats, weig
         kind = f", baseline {rec.preset}" if rec.baseline and rec.preset else ""
         click.echo(f"exporting trial {rec.ref} of study {st.name!r} ({rec.state}, {acc}{kind})")
     result = write(target, out_dir, fmts, force=force, opset=opset)
+    if target.state_dict is None:  # say it once, where the files are made: they hold no trained weights
+        saved = preset is None and rec.weights is not None
+        click.echo("note: no trained weights: the files hold the architecture only (random-init weights); "
+                   + ("this trial saved its proxy weights: add --weights to ship them" if saved else
+                      "use --weights with a study run with --save-weights"), err=True)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     h, w = result.resolution
