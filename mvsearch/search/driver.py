@@ -21,10 +21,7 @@ rerun of the same command resumes.
 """
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
 import time
 import warnings
 from typing import Any, Callable, Sequence
@@ -39,10 +36,12 @@ from mvsearch.core.errors import MvsearchError, NonFiniteLossError, StudyError, 
 from mvsearch.core.runtime import cpu_threads, resolve_device
 from mvsearch.cost.analytic import analytic_cost
 from mvsearch.search.events import Reporter, RunInfo, RunOptions, RunSummary, check_options
-from mvsearch.search.objective import WORKER, Context, Objective
+from mvsearch.search.interrupt import Interrupt
+from mvsearch.search.objective import Context, Objective
 from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
 from mvsearch.search.results import best_trials  # noqa: F401  (re-exported: the run's closing table)
-from mvsearch.search.storage import (SEP, RetryCallback, check_writable_file, default_storage,
+from mvsearch.search.workers import WORKER, fail_dead_workers  # noqa: F401  (WORKER re-exported)
+from mvsearch.search.storage import (SEP, check_writable_file, default_storage,
                                      experimental_ok, open_storage, study_name)
 from mvsearch.search.tiers import n_startup, make_pruner, make_sampler, screen
 from mvsearch.space.loader import parse_space
@@ -53,90 +52,6 @@ MAX_REJECTS_IN_A_ROW = 50
 #: seed of the proxy train/validation split: every trial of every run of a study sees the same split
 SPLIT_SEED = 0
 PRESETS_LABEL = "presets"  # the study of baselines outside every tier
-
-
-# ---------------------------------------------------------------------- Ctrl-C and SIGTERM
-class Interrupt:
-    """First Ctrl-C/SIGTERM: stop before the next trial, or at once while training; second: at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.training = False
-        self._old: dict[int, Any] = {}
-        self._hook: Any = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        first = not self.requested
-        self.requested = True
-        if self.training or not first:
-            raise KeyboardInterrupt
-
-    def _unraisable(self, args: Any) -> None:
-        # a KeyboardInterrupt that landed in a weakref or __del__ callback is swallowed by Python
-        # ("Exception ignored in ..."): raise it again in the main thread, where it stops training
-        if isinstance(args.exc_value, KeyboardInterrupt):
-            import _thread
-
-            _thread.interrupt_main()
-            return
-        self._hook(args)
-
-    def set_training(self, on: bool) -> None:
-        self.training = on
-
-    def __enter__(self) -> Interrupt:
-        import sys
-
-        try:
-            for s in self.SIGNALS:
-                self._old[s] = signal.signal(s, self._handler)
-        except ValueError:  # not the main thread: leave signals alone
-            self._old.clear()
-        self._hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import sys
-
-        sys.unraisablehook = self._hook
-        for s, old in self._old.items():
-            signal.signal(s, old)
-
-
-# ---------------------------------------------------------------------- stale trials
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def fail_dead_workers(study: optuna.Study, *, unowned: bool = False) -> list[int]:
-    """FAIL the RUNNING trials of ``study`` whose worker process on this host is gone, and queue a retry.
-
-    Optuna's heartbeat finds dead workers on any host, after its grace period; a dead process on
-    this host is certain at once. ``unowned``: also trials that never recorded a worker (a
-    single-user SQLite file). Returns the failed trial numbers.
-    """
-    host, out = socket.gethostname(), []
-    retry = RetryCallback(max_retry=1)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = TrialRecord.from_user_attrs(t.user_attrs).worker
-        if isinstance(worker, str) and worker.rpartition(":")[0] == host:
-            pid = worker.rpartition(":")[2]
-            if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
-                continue
-        elif worker is not None or not unowned:
-            continue  # another machine's trial: the heartbeat judges it
-        study.tell(t.number, state=TrialState.FAIL)
-        retry(study, study.get_trials(deepcopy=False)[t.number])
-        out.append(t.number)
-    return out
 
 
 # ---------------------------------------------------------------------- the run

@@ -18,8 +18,6 @@ FAIL); a non-finite loss fails only that candidate.
 """
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -39,10 +37,8 @@ from mvsearch.proxy.settings import ProxySettings, proxy_arch
 from mvsearch.search.events import Reporter, RunOptions, TrialOutcome
 from mvsearch.search.record import TrialRecord
 from mvsearch.search.storage import RetryCallback, experimental_ok, weights_dir
+from mvsearch.search.workers import WORKER
 from mvsearch.space.space import SearchSpace
-
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
-
 
 @dataclass
 class Context:
@@ -176,4 +172,4 @@ class Objective:
         return float(acc)
 
 
-__all__ = ["Objective", "Context", "WORKER"]
+__all__ = ["Objective", "Context"]

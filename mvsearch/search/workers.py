@@ -1,0 +1,54 @@
+"""Workers: who is training a trial (``host:pid``), and failing the trials of workers that died.
+
+Optuna's heartbeat finds dead workers on any host, after its grace period; a dead process on this
+host is certain at once, so its trial is failed and retried without waiting.
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import optuna
+from optuna.trial import TrialState
+
+from mvsearch.search.record import TrialRecord
+from mvsearch.search.storage import RetryCallback
+
+#: this process, as trials record it
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_workers(study: optuna.Study, *, unowned: bool = False) -> list[int]:
+    """FAIL the RUNNING trials of ``study`` whose worker process on this host is gone, and queue a retry.
+
+    Optuna's heartbeat finds dead workers on any host, after its grace period; a dead process on
+    this host is certain at once. ``unowned``: also trials that never recorded a worker (a
+    single-user SQLite file). Returns the failed trial numbers.
+    """
+    host, out = socket.gethostname(), []
+    retry = RetryCallback(max_retry=1)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = TrialRecord.from_user_attrs(t.user_attrs).worker
+        if isinstance(worker, str) and worker.rpartition(":")[0] == host:
+            pid = worker.rpartition(":")[2]
+            if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+                continue
+        elif worker is not None or not unowned:
+            continue  # another machine's trial: the heartbeat judges it
+        study.tell(t.number, state=TrialState.FAIL)
+        retry(study, study.get_trials(deepcopy=False)[t.number])
+        out.append(t.number)
+    return out
+
+
+__all__ = ["WORKER", "fail_dead_workers"]
