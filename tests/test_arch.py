@@ -124,7 +124,7 @@ def test_load_arch_errors_name_the_file(tmp_path):
         load_arch(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("layer1: [unclosed\n")
-    with pytest.raises(ArchError, match=r"bad.yaml line \d+: not valid YAML"):
+    with pytest.raises(ArchError, match=r"bad.yaml:\d+: not valid YAML"):
         load_arch(bad)
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("- 1\n- 2\n")

@@ -385,7 +385,7 @@ def test_search_budget_may_be_a_plain_number():
 def test_a_file_that_cannot_be_read(tmp_path):
     p = tmp_path / "space.yaml"
     p.write_bytes(b"name: \xff\xfe\n")
-    with pytest.raises(SpaceError, match=r"space.yaml: cannot read"):
+    with pytest.raises(SpaceError, match=r"space.yaml': not UTF-8 text"):
         load_space(p)
     with pytest.raises(SpaceError, match="is a directory"):
         load_space(tmp_path)

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, Mapping
 import yaml
 
-from mvsearch.core.errors import ArchError, first_line
+from mvsearch.core import yamlsafe
+from mvsearch.core.errors import ArchError
+from mvsearch.core.limits import MAX_CLASSES, MAX_INT_DIGITS, MAX_DEPTH, MAX_EXPANSION, MAX_KERNEL, MAX_PATCH, MAX_WIDTH
+from mvsearch.core.text import shorten
 
 
 VIT_STAGES = ("layer3", "layer4", "layer5")
@@ -97,13 +100,9 @@ class ArchConfig:
 
     @classmethod
     def from_yaml(cls, text: str, *, where: str = "") -> ArchConfig:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" line {mark.line + 1}" if mark is not None else ""
-            raise ArchError(f"{where or 'config'}{line}: not valid YAML ({first_line(exc)})") from None
-        return _from_dict(data, where)
+        """Read YAML as the space loader does (:mod:`mvsearch.core.yamlsafe`: decimal integers only,
+        duplicate keys refused, bounded nesting, aliases and size)."""
+        return _from_dict(yamlsafe.load(text, where or "config", ArchError), where)
 
     @classmethod
     def from_json(cls, text: str) -> ArchConfig:
@@ -135,45 +134,51 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def _positive_int(path: str, v: Any) -> None:
+def _positive_int(path: str, v: Any, bound: int | None = None) -> None:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ArchError(f"{path}: must be an integer, got {v!r} ({type(v).__name__})")
+        raise ArchError(f"{path}: must be an integer, got {shorten(v)} ({type(v).__name__})")
     if v <= 0:
-        raise ArchError(f"{path}: must be a positive integer, got {v}")
+        raise ArchError(f"{path}: must be a positive integer, got {shorten(v)}")
+    if bound is not None and v > bound:
+        raise ArchError(f"{path}: {shorten(v)} exceeds mvsearch's bound of {bound:,}")
 
 
 def _rate(path: str, v: Any) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ArchError(f"{path}: must be a number, got {v!r} ({type(v).__name__})")
+        raise ArchError(f"{path}: must be a number, got {shorten(v)} ({type(v).__name__})")
     if not 0.0 <= float(v) < 1.0:
         raise ArchError(f"{path}: must be a dropout rate in [0, 1), got {v}")
 
 
 def validate(cfg: ArchConfig) -> None:
     """Check every rule of a MobileViT config; raise ArchError naming field, rule and value."""
-    for name in ("stem", "last_channels", "num_classes"):
-        _positive_int(name, getattr(cfg, name))
+    _positive_int("stem", cfg.stem, MAX_WIDTH)
+    _positive_int("last_channels", cfg.last_channels, MAX_WIDTH)
+    _positive_int("num_classes", cfg.num_classes, MAX_CLASSES)
     if cfg.stem_stride not in (1, 2) or isinstance(cfg.stem_stride, bool):
-        raise ArchError(f"stem_stride: must be 1 or 2, got {cfg.stem_stride!r}")
+        raise ArchError(f"stem_stride: must be 1 or 2, got {shorten(cfg.stem_stride)}")
     e = cfg.expansion
     if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e):
-        raise ArchError(f"expansion: must be a number, got {e!r} ({type(e).__name__})")
+        raise ArchError(f"expansion: must be a number, got {shorten(e)} ({type(e).__name__})")
     if e < 1:
         raise ArchError(f"expansion: the MV2 expansion ratio must be >= 1, got {e}")
+    if e > MAX_EXPANSION:
+        raise ArchError(f"expansion: {e} exceeds mvsearch's bound of {MAX_EXPANSION}")
     for name in ("dropout", "attn_dropout", "ffn_dropout", "classifier_dropout"):
         _rate(name, getattr(cfg, name))
     for name in MV2_STAGES:
         st = getattr(cfg, name)
         if not isinstance(st, MV2Stage):
             raise ArchError(f"{name}: must be an MV2 stage mapping, got {type(st).__name__}")
-        _positive_int(f"{name}.channels", st.channels)
-        _positive_int(f"{name}.blocks", st.blocks)
+        _positive_int(f"{name}.channels", st.channels, MAX_WIDTH)
+        _positive_int(f"{name}.blocks", st.blocks, MAX_DEPTH)
     for name in VIT_STAGES:
         st = getattr(cfg, name)
         if not isinstance(st, ViTStage):
             raise ArchError(f"{name}: must be a MobileViT stage mapping, got {type(st).__name__}")
-        for f in ("channels", "dim", "depth", "ffn_dim", "heads", "kernel"):
-            _positive_int(f"{name}.{f}", getattr(st, f))
+        for f, bound in (("channels", MAX_WIDTH), ("dim", MAX_WIDTH), ("depth", MAX_DEPTH),
+                         ("ffn_dim", MAX_WIDTH), ("heads", MAX_WIDTH), ("kernel", MAX_KERNEL)):
+            _positive_int(f"{name}.{f}", getattr(st, f), bound)
         if st.dim % st.heads:
             raise ArchError(
                 f"{name}.dim: transformer dim must be divisible by heads, but got "
@@ -183,9 +188,9 @@ def validate(cfg: ArchConfig) -> None:
             raise ArchError(f"{name}.kernel: conv kernel n must be odd, got {st.kernel}")
         p = st.patch
         if not (isinstance(p, tuple) and len(p) == 2):
-            raise ArchError(f"{name}.patch: must be (h, w), got {p!r}")
-        _positive_int(f"{name}.patch[0]", p[0])
-        _positive_int(f"{name}.patch[1]", p[1])
+            raise ArchError(f"{name}.patch: must be (h, w), got {shorten(p)}")
+        _positive_int(f"{name}.patch[0]", p[0], MAX_PATCH)
+        _positive_int(f"{name}.patch[1]", p[1], MAX_PATCH)
 
 
 def _parse_patch(path: str, v: Any) -> tuple[int, int]:
@@ -193,21 +198,24 @@ def _parse_patch(path: str, v: Any) -> tuple[int, int]:
         s = v.strip().lower()
         parts = s.split("x")
         if len(parts) == 2 and all(q.strip().lstrip("-").isdigit() for q in parts):
+            if max(len(q.strip()) for q in parts) > MAX_INT_DIGITS:
+                raise ArchError(f"{path}: {shorten(v)} exceeds mvsearch's bound of {MAX_PATCH:,} per patch side")
             return int(parts[0]), int(parts[1])
-        raise ArchError(f"{path}: expected a patch like 2x2 or [2, 2], got {v!r}")
+        raise ArchError(f"{path}: expected a patch like 2x2 or [2, 2], got {shorten(v)}")
     if isinstance(v, int) and not isinstance(v, bool):
         return v, v
     if isinstance(v, (list, tuple)) and len(v) == 2:
         return v[0], v[1]
-    raise ArchError(f"{path}: expected a patch like 2x2 or [2, 2], got {v!r}")
+    raise ArchError(f"{path}: expected a patch like 2x2 or [2, 2], got {shorten(v)}")
 
 
 def _check_keys(path: str, data: Mapping[str, Any], known: list[str], required: list[str]) -> None:
     for k in data:
         if k not in known:
-            hint = difflib.get_close_matches(str(k), known, n=1)
+            hint = difflib.get_close_matches(str(k)[:100], known, n=1)
             did = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(known)}"
-            raise ArchError(f"{path}{'.' if path else ''}{k}: unknown key{did}")
+            name = k if isinstance(k, str) and len(k) <= 40 and k.isprintable() else shorten(k, 40)
+            raise ArchError(f"{path}{'.' if path else ''}{name}: unknown key{did}")
     for k in required:
         if k not in data:
             raise ArchError(f"{path}{'.' if path else ''}{k}: required key is missing")
@@ -215,7 +223,7 @@ def _check_keys(path: str, data: Mapping[str, Any], known: list[str], required: 
 
 def _stage(cls: type, path: str, data: Any) -> Any:
     if not isinstance(data, Mapping):
-        raise ArchError(f"{path}: must be a mapping of stage settings, got {data!r}")
+        raise ArchError(f"{path}: must be a mapping of stage settings, got {shorten(data)}")
     fields = [f.name for f in dataclasses.fields(cls)]
     required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
     _check_keys(path, data, fields, required)
@@ -246,12 +254,7 @@ def _from_dict(data: Any, where: str) -> ArchConfig:
 
 
 def load_arch(path: str | Path) -> ArchConfig:
-    """Read an ArchConfig from a YAML or JSON file (JSON is YAML)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ArchError(f"{p}: no such file; pass an architecture YAML (see `mvsearch export --format yaml`)") from None
-    except OSError as exc:
-        raise ArchError(f"{p}: cannot read ({exc.strerror})") from None
-    return ArchConfig.from_yaml(text, where=str(p))
+    """Read an ArchConfig from a YAML or JSON file (JSON is YAML): UTF-8, at most 1 MiB."""
+    text = yamlsafe.read_text(path, ArchError, what="architecture YAML",
+                              hint=lambda: "pass an architecture YAML (see `mvsearch export --format yaml`)")
+    return ArchConfig.from_yaml(text, where=str(path))

@@ -6,10 +6,16 @@ from typing import Any
 
 from mvsearch.arch.config import ArchConfig, VIT_STAGES
 from mvsearch.core.errors import ArchError
+from mvsearch.core.limits import MAX_INT_DIGITS, MAX_RESOLUTION
+from mvsearch.core.text import shorten
 
 
 def parse_resolution(value: Any) -> tuple[int, int]:
-    """``256`` / ``"256"`` / ``"256x192"`` / ``[256, 192]`` -> ``(H, W)``."""
+    """``256`` / ``"256"`` / ``"256x192"`` / ``[256, 192]`` -> ``(H, W)``, each side at most
+    :data:`~mvsearch.core.limits.MAX_RESOLUTION`."""
+    if isinstance(value, str) and len(value) > 2 * MAX_INT_DIGITS + 1:
+        raise ArchError(f"resolution: expected N or HxW of at most {MAX_RESOLUTION} pixels a side (mvsearch's "
+                        f"bound), got {shorten(value)}")
     try:
         if isinstance(value, (list, tuple)) and len(value) == 2:
             h, w = int(value[0]), int(value[1])
@@ -23,9 +29,12 @@ def parse_resolution(value: Any) -> tuple[int, int]:
             else:
                 h = w = int(s)
     except (TypeError, ValueError):
-        raise ArchError(f"resolution: expected N or HxW (e.g. 256 or 256x192), got {value!r}") from None
+        raise ArchError(f"resolution: expected N or HxW (e.g. 256 or 256x192), got {shorten(value)}") from None
     if h <= 0 or w <= 0:
-        raise ArchError(f"resolution: must be positive, got {h}x{w}")
+        raise ArchError(f"resolution: must be positive, got {shorten(h)}x{shorten(w)}")
+    if h > MAX_RESOLUTION or w > MAX_RESOLUTION:
+        raise ArchError(f"resolution: {shorten(h)}x{shorten(w)} exceeds mvsearch's bound of {MAX_RESOLUTION} "
+                        f"pixels a side")
     return h, w
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mvsearch.arch.config import ArchConfig, MV2Stage, ViTStage
 from mvsearch.core.errors import ArchError
+from mvsearch.core.text import shorten
 
 
 def _paper(c: tuple[int, ...], d: tuple[int, int, int], expansion: int, dropout: float) -> ArchConfig:
@@ -73,8 +74,8 @@ PAPER_FLOPS: dict[str, int] = {name: r.flops for name, r in REFERENCE.items()}
 def get_preset(name: str, num_classes: int | None = None) -> ArchConfig:
     """The named paper preset, optionally with another classifier size."""
     if name not in PRESETS:
-        hint = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = difflib.get_close_matches(str(name)[:100], PRESETS, n=1)
         did = f" (did you mean {hint[0]}?)" if hint else ""
-        raise ArchError(f"unknown preset {name!r}{did}; known: {', '.join(PRESETS)}")
+        raise ArchError(f"unknown preset {shorten(name)}{did}; known: {', '.join(PRESETS)}")
     cfg = PRESETS[name]
     return cfg if num_classes is None else cfg.with_num_classes(num_classes)

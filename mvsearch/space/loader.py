@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Mapping
 from pydantic import ValidationError
 
 from mvsearch.core.errors import SpaceError
+from mvsearch.core.text import quote
+from mvsearch.core.yamlsafe import read_text
 from mvsearch.space.rules import _check
 from mvsearch.space.schema import SpaceSpec
 from mvsearch.space.space import SearchSpace
@@ -75,9 +77,13 @@ def find_space(ref: str) -> Path | Traversable:
     A shipped space comes back as its resource (a :class:`~pathlib.Path` when the package is on
     disk, as in a checkout or an installed wheel).
     """
-    p = Path(ref).expanduser()
-    if p.is_file():
-        return p
+    try:
+        p = Path(ref).expanduser()
+        if p.is_file():
+            return p
+        is_dir = p.is_dir()
+    except (OSError, ValueError) as exc:  # an embedded NUL, a name too long, a loop of links
+        raise SpaceError(f"--space {quote(ref)}: not a usable path ({getattr(exc, 'strerror', None) or exc})") from None
     looks_like_name = re.fullmatch(r"[A-Za-z0-9_.-]+", ref) is not None and not ref.endswith((".yaml", ".yml"))
     if looks_like_name:
         for d in spaces_dirs():
@@ -87,7 +93,7 @@ def find_space(ref: str) -> Path | Traversable:
     known = known_spaces()
     hint = difflib.get_close_matches(p.stem, known, n=1)
     did = f" (did you mean {hint[0]!r}?)" if hint else ""
-    if p.is_dir():
+    if is_dir:
         raise SpaceError(f"--space {ref}: is a directory; pass a space file such as spaces/mobile.yaml")
     raise SpaceError(f"--space {ref}: no such file or space name{did}; known spaces: "
                      f"{', '.join(known) or 'none'} (pass a name or a path to a .yaml file)")
@@ -96,7 +102,9 @@ def find_space(ref: str) -> Path | Traversable:
 def load_space(ref: str | Path) -> SearchSpace:
     """Read and validate a space file, or a shipped space by name."""
     path = find_space(str(ref))
-    try:
+    if isinstance(path, Path):  # the user's file: bounded, UTF-8, the path quoted in errors
+        return parse_space(read_text(path, SpaceError, what="space file"), str(path))
+    try:  # a shipped space
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None

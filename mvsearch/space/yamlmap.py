@@ -4,75 +4,23 @@ from __future__ import annotations
 import difflib
 import re
 from typing import Any, Optional, Union, get_args, get_origin
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from mvsearch.core.errors import SpaceError
+from mvsearch.core.yamlsafe import KeyPath, dotted, load_with_lines
 from mvsearch.space.schema import SpaceSpec
 
 
-Path_ = tuple  # a key path: ("arch", "layer3", "dim")
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with decimal integers only.
-
-    YAML 1.1 reads ``0x2`` as the hexadecimal integer 2, ``010`` as octal 8 and ``1:30`` as 90, so a
-    patch written ``0x2`` would silently become 2x2; here those stay strings and are refused.
-    """
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:int"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
-                              list("-+0123456789"))
+Path_ = KeyPath  # a key path: ("arch", "layer3", "dim")
 
 
 def _yaml_with_lines(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
-    """Parse YAML; also return the 1-based line of every key path (duplicate keys refused)."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark is not None else file
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpaceError(f"{where}: not valid YAML ({problem})") from None
-    finally:
-        loader.dispose()
-    lines: dict[Path_, int] = {}
-
-    def walk(n: yaml.Node, path: Path_) -> None:
-        lines.setdefault(path, n.start_mark.line + 1)
-        if isinstance(n, yaml.MappingNode):
-            seen = set()
-            for k, v in n.value:
-                key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
-                if key in seen:
-                    raise SpaceError(f"{file}:{k.start_mark.line + 1}: {_dotted(path + (key,))}: "
-                                     f"duplicate key; each key may appear once")
-                seen.add(key)
-                lines[path + (key,)] = k.start_mark.line + 1
-                walk(v, path + (key,))
-        elif isinstance(n, yaml.SequenceNode):
-            for i, v in enumerate(n.value):
-                walk(v, path + (i,))
-
-    if node is not None:
-        walk(node, ())
-    return data, lines
+    """Parse YAML; also return the 1-based line of every key path (see :mod:`mvsearch.core.yamlsafe`:
+    decimal integers only, duplicate keys refused, bounded nesting, aliases and size)."""
+    return load_with_lines(text, file, SpaceError)
 
 
-def _dotted(path: Path_) -> str:
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
+_dotted = dotted
 
 
 class _Locator:
