@@ -162,7 +162,7 @@ def test_truncated_idx_names_the_file(tmp_path):
     write_idx(tmp_path / "d", gz=False)
     f = tmp_path / "d" / "train-images-idx3-ubyte"
     f.write_bytes(f.read_bytes()[:-10])
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: idx header says .* truncated"):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte': idx header says .* truncated"):
         load_data(f"idx:{tmp_path / 'd'}", resolution=8)
 
 
@@ -170,7 +170,7 @@ def test_corrupt_gzip_names_the_file(tmp_path):
     write_idx(tmp_path / "d")
     f = tmp_path / "d" / "t10k-labels-idx1-ubyte.gz"
     f.write_bytes(f.read_bytes()[:12])
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: corrupt or truncated gzip"):
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz': corrupt or truncated gzip"):
         load_data(f"idx:{tmp_path / 'd'}", resolution=8)
 
 
@@ -330,12 +330,13 @@ def test_imagefolder_one_level_down_and_test_split(tmp_path):
 
 def test_imagefolder_non_square_is_centre_cropped(tmp_path):
     for split in ("train", "val"):
-        (tmp_path / split / "a").mkdir(parents=True)
-        a = np.zeros((20, 40, 3), np.uint8)
-        a[:, 6:34] = 200  # the centre (and a margin) bright, the sides dark
-        Image.fromarray(a).save(tmp_path / split / "a" / "x.png")
+        for cls in ("a", "b"):  # two classes: a single one is refused
+            (tmp_path / split / cls).mkdir(parents=True)
+            a = np.zeros((20, 40, 3), np.uint8)
+            a[:, 6:34] = 200  # the centre (and a margin) bright, the sides dark
+            Image.fromarray(a).save(tmp_path / split / cls / "x.png")
     d = load_data(f"imagefolder:{tmp_path}", resolution=10)
-    assert d.train_x.shape == (1, 3, 10, 10) and int(d.train_x.min()) >= 190
+    assert d.train_x.shape == (2, 3, 10, 10) and int(d.train_x.min()) >= 190
 
 
 def test_imagefolder_empty_class_folder(tmp_path):
@@ -395,7 +396,7 @@ def test_synthetic_is_deterministic_balanced_and_configurable():
 
 
 @pytest.mark.parametrize("spec,msg", [("synthetic:colours=3", "unknown option"), ("synthetic:classes=x", "must be an integer"),
-                                      ("synthetic:classes=1", "classes must be >= 2")])
+                                      ("synthetic:classes=1", "classes: must be an integer in 2..100,000, got 1")])
 def test_synthetic_bad_options(spec, msg):
     with pytest.raises(DataError, match=msg):
         load_data(spec, resolution=16)

@@ -298,7 +298,7 @@ def _bad_inputs(tmp_path):
         "missing path": (f"idx:{tmp_path / 'nope'}", "no such file or folder"),
         "wrong format": (f"npz:{tmp_path / 'notes.txt'}", "corrupt or not a .npz file"),
         "wrong format (idx on a file)": (f"imagefolder:{tmp_path / 'ok.npz'}", "neither a folder nor a .tar.gz"),
-        "corrupt file": (f"idx:{tmp_path / 'corrupt'}", "train-labels-idx1-ubyte: idx header says"),
+        "corrupt file": (f"idx:{tmp_path / 'corrupt'}", "train-labels-idx1-ubyte': idx header says"),
         "empty class folder": (f"imagefolder:{tmp_path / 'emptyclass'}", "train/zebra: empty class folder"),
         "unknown dataset name": ("imagenet", "unknown dataset 'imagenet'"),
     }

@@ -21,6 +21,8 @@ from mvsearch.data.base import Decoded
 from mvsearch.data.spec import NAMED, DataSpec, parse_spec
 from mvsearch.data.split import ProxySplit, proxy_split
 from mvsearch.core.errors import DataError, MvsearchError
+from mvsearch.core.limits import MAX_RESOLUTION
+from mvsearch.core.text import quote, shorten
 
 #: where a named dataset is looked for, besides NAME:DIR, $MVSEARCH_DATA/NAME and the cache dir
 SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
@@ -129,7 +131,7 @@ def _locate(spec: DataSpec, cache_dir: Path, download: bool) -> _Source:
         raise DataError(f"{kind}: not found (looked in {', '.join(map(str, dirs))}); get it with "
                         f"{HOW_TO_GET[kind]} and pass {kind}:DIR, or add --download")
     if not path.exists():
-        raise DataError(f"{spec.text}: no such file or folder {path}; check the path")
+        raise DataError(f"{kind}:{quote(path)}: no such file or folder; check the path")
     if kind == "idx":
         src = _idx_source("idx", path)
         if src is None:
@@ -139,7 +141,7 @@ def _locate(spec: DataSpec, cache_dir: Path, download: bool) -> _Source:
         from mvsearch.data import npz
 
         if not path.is_file():
-            raise DataError(f"{spec.text}: {path} is a folder; npz:FILE wants a .npz file")
+            raise DataError(f"npz:{quote(path)}: is a folder; npz:FILE wants a .npz file")
         return _Source(path, [path], lambda r: npz.decode(path, r))
     if kind == "imagefolder":
         from mvsearch.data import imagefolder
@@ -151,34 +153,37 @@ def _locate(spec: DataSpec, cache_dir: Path, download: bool) -> _Source:
 
 def _explicit_miss(kind: str, path: Path) -> str:
     if not path.exists():
-        return f"{kind}:{path}: no such file or folder; check the path"
+        return f"{kind}:{quote(path)}: no such file or folder; check the path"
     if NAMED.get(kind, kind) == "idx":
         from mvsearch.data import idx
 
-        return (f"{kind}:{path}: not an idx dataset folder (missing {', '.join(idx.missing(path))}); "
+        return (f"{kind}:{quote(path)}: not an idx dataset folder (missing {', '.join(idx.missing(path))}); "
                 f"point it at the folder holding the four idx files")
     from mvsearch.data import cifar
 
-    return f"{kind}:{path}: {cifar.expected(kind)}"
+    return f"{kind}:{quote(path)}: {cifar.expected(kind)}"
 
 
 def _check_resolution(resolution: int) -> int:
     if isinstance(resolution, bool) or not isinstance(resolution, int):
-        raise DataError(f"resolution: must be an integer number of pixels, got {resolution!r}")
-    if not 8 <= resolution <= 1024:
-        raise DataError(f"resolution: must be in [8, 1024] pixels, got {resolution}")
+        raise DataError(f"resolution: must be an integer number of pixels, got {shorten(resolution)}")
+    if not 8 <= resolution <= MAX_RESOLUTION:
+        raise DataError(f"resolution: must be in [8, {MAX_RESOLUTION}] pixels (mvsearch's bound), got {shorten(resolution)}")
     return resolution
 
 
 def load_data(spec: str, *, resolution: int, cache_dir: str | os.PathLike | None = None,
-              download: bool = False) -> TensorData:
+              download: bool = False, check: Callable[[TensorData], object] | None = None) -> TensorData:
     """The dataset named by ``spec`` as uint8 tensors at ``resolution`` (decoded once, then cached).
 
     ``download=True`` fetches a named dataset from its official source (checksum-verified) into
-    the cache dir when it is not found locally; otherwise nothing is ever downloaded.
+    the cache dir when it is not found locally; otherwise nothing is ever downloaded. ``check``
+    (e.g. that the split sizes fit the data) runs before a new cache entry is written, so data
+    refused for the caller's settings leaves nothing behind.
     """
     resolution = _check_resolution(resolution)
     parsed = parse_spec(spec)
+    save = None
     if parsed.kind == "synthetic":
         from mvsearch.data import synthetic
 
@@ -192,18 +197,23 @@ def load_data(spec: str, *, resolution: int, cache_dir: str | os.PathLike | None
         cached = dec is not None
         if dec is None:
             dec = src.decode(resolution)
-            try:
-                _cache.save(entry, dec)
-            except (OSError, MvsearchError):
-                pass  # an unwritable cache (or something not a file in its place) only costs speed next time
+            save = entry
         location = str(src.location)
-    return TensorData(
+    data = TensorData(
         name=parsed.name, spec=parsed.text,
         train_x=_three_channels(dec.train_x), train_y=dec.train_y,
         test_x=_three_channels(dec.test_x), test_y=dec.test_y,
         num_classes=len(dec.classes), classes=dec.classes, hflip=dec.hflip,
         resolution=resolution, location=location, cached=cached,
     )
+    if check is not None:
+        check(data)
+    if save is not None:
+        try:
+            _cache.save(save, dec)
+        except (OSError, MvsearchError):
+            pass  # an unwritable cache (or something not a file in its place) only costs speed next time
+    return data
 
 
 __all__ = ["TensorData", "load_data", "ProxySplit", "proxy_split", "parse_spec", "DataSpec",

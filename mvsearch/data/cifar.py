@@ -113,8 +113,11 @@ def _read_all(found: Path, kind: str) -> dict[str, tuple[dict, str]]:
 def _batch(d: dict, where: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     if "data" not in d or label_key not in d:
         raise DataError(f"{where}: CIFAR batch lacks 'data' or {label_key!r}")
-    x = np.asarray(d["data"])
-    y = np.asarray(d[label_key], dtype=np.int64)
+    try:
+        x = np.asarray(d["data"])
+        y = np.asarray(d[label_key], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{where}: CIFAR batch holds unreadable data or labels ({type(exc).__name__}); re-download it") from None
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
         raise DataError(f"{where}: expected uint8 data [N, 3072] and N labels, got {x.dtype} "
                         f"{list(x.shape)} and {len(y)} labels")

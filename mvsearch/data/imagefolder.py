@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mvsearch.data.base import Decoded
 from mvsearch.core.errors import DataError
+from mvsearch.core.text import printable
+from mvsearch.data.base import Decoded, check_decoded_bytes
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 ARCHIVES = (".tar.gz", ".tgz", ".tar")
@@ -110,6 +112,9 @@ def _check(listing: dict, where: str) -> dict:
     train = listing["train"]
     if not train:
         raise DataError(f"imagefolder:{where}: train/ has no class folders; {LAYOUT_HINT}")
+    if len(train) < 2:
+        raise DataError(f"imagefolder:{where}: train/ has a single class folder ({printable(next(iter(train)))!r}); a "
+                        f"classifier needs at least 2 classes (with one, every accuracy is 100%)")
     for split, classes in listing.items():
         for name, files in classes.items():
             if not files:
@@ -135,13 +140,14 @@ def load_image(source: Path | bytes, resolution: int, where: str) -> np.ndarray:
         left, top = (nw - resolution) // 2, (nh - resolution) // 2
         img = img.crop((left, top, left + resolution, top + resolution))
         a = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
         raise DataError(f"{where}: corrupt or truncated image ({exc}); fix or remove it") from None
     return a.transpose(2, 0, 1)  # [R, R, 3] -> [3, R, R]
 
 
 def _decode_split(items: list[tuple[Path | bytes, str, int]], resolution: int, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    x = np.empty((len(items), 3, resolution, resolution), dtype=np.uint8)
+    x = np.empty((len(items), 3, resolution, resolution), dtype=np.uint8)  # [N, 3, R, R]
 
     def one(i: int) -> None:
         src, where, _ = items[i]
@@ -167,9 +173,13 @@ def decode(path: Path, resolution: int, workers: int | None = None) -> Decoded:
         items_of = lambda files: [(f, str(f)) for f in files]  # noqa: E731
     classes = tuple(listing["train"])
     index = {c: i for i, c in enumerate(classes)}
+    images = sum(len(files) for split in listing.values() for files in split.values())
+    check_decoded_bytes(images, 3, resolution, f"imagefolder:{path}")
     splits = []
-    for split in listing:
-        items = [(src, where, index[c]) for c, files in listing[split].items() for src, where in items_of(files)]
-        splits.append(_decode_split(items, resolution, workers))
+    with warnings.catch_warnings():  # an image larger than Pillow's bomb limit: an error, not a warning line
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for split in listing:
+            items = [(src, where, index[c]) for c, files in listing[split].items() for src, where in items_of(files)]
+            splits.append(_decode_split(items, resolution, workers))
     (tx, ty), (vx, vy) = splits
     return Decoded(tx, ty, vx, vy, classes, hflip=True).check(str(path))

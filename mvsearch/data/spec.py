@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mvsearch.core.errors import DataError
+from mvsearch.core.text import shorten
 
 #: named datasets -> the on-disk format of their files
 NAMED = {"fashion-mnist": "idx", "mnist": "idx", "cifar10": "cifar", "cifar100": "cifar"}
@@ -49,18 +50,18 @@ class DataSpec:
 def parse_spec(text: str) -> DataSpec:
     """Parse ``text``; DataError naming the known kinds when it is not a spec."""
     if not isinstance(text, str) or not text.strip():
-        raise DataError(f"data spec: expected e.g. fashion-mnist, idx:DIR, imagefolder:PATH; got {text!r}")
+        raise DataError(f"data spec: expected e.g. fashion-mnist, idx:DIR, imagefolder:PATH; got {shorten(text)}")
     s = text.strip()
     kind, sep, rest = s.partition(":")
     kind = kind.strip().lower()
     if kind not in KINDS:
-        hint = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = difflib.get_close_matches(kind[:100], KINDS, n=1)
         did = f" (did you mean {hint[0]}?)" if hint else ""
-        raise DataError(f"unknown dataset {kind!r}{did}; known: {', '.join(KINDS)} "
+        raise DataError(f"unknown dataset {shorten(kind)}{did}; known: {', '.join(KINDS)} "
                         f"(e.g. fashion-mnist, idx:DIR, imagefolder:PATH, npz:FILE, synthetic)")
     if kind == "synthetic":
         return DataSpec(kind, None, rest, s)
     if kind in FORMATS and not rest.strip():
-        raise DataError(f"data spec {s!r}: {kind} needs a path, e.g. {kind}:/path/to/data")
+        raise DataError(f"data spec {shorten(s)}: {kind} needs a path, e.g. {kind}:/path/to/data")
     path = Path(rest.strip()).expanduser() if sep and rest.strip() else None
     return DataSpec(kind, path, "", s)

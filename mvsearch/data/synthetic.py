@@ -11,8 +11,11 @@ import math
 
 import torch
 
-from mvsearch.data.base import Decoded, resize_uint8
 from mvsearch.core.errors import DataError
+from mvsearch.core.limits import (MAX_CLASSES, MAX_SAMPLES, MAX_SEED, MAX_SYNTHETIC_PIXELS, check_digits,
+                                  check_int)
+from mvsearch.core.text import shorten
+from mvsearch.data.base import Decoded, check_decoded_bytes, resize_uint8
 
 DEFAULTS = {"classes": 4, "samples": 512, "size": 32, "seed": 0}
 
@@ -24,17 +27,19 @@ def parse_options(text: str) -> dict[str, int]:
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq or key not in DEFAULTS:
-            raise DataError(f"synthetic: unknown option {part!r}; use synthetic:classes=K,samples=N,size=S,seed=X")
+            raise DataError(f"synthetic: unknown option {shorten(part)}; use synthetic:classes=K,samples=N,size=S,seed=X")
         try:
-            opts[key] = int(value)
+            opts[key] = int(check_digits(value.strip(), f"synthetic: {key}", DataError))
         except ValueError:
-            raise DataError(f"synthetic: {key} must be an integer, got {value!r}") from None
-    if opts["classes"] < 2:
-        raise DataError(f"synthetic: classes must be >= 2, got {opts['classes']}")
-    if opts["samples"] < 2 * opts["classes"]:
-        raise DataError(f"synthetic: samples must be >= 2 x classes ({2 * opts['classes']}), got {opts['samples']}")
-    if not 8 <= opts["size"] <= 512:
-        raise DataError(f"synthetic: size must be in [8, 512], got {opts['size']}")
+            raise DataError(f"synthetic: {key} must be an integer, got {shorten(value)}") from None
+    check_int(opts["classes"], "synthetic: classes", 2, MAX_CLASSES, DataError)
+    check_int(opts["samples"], "synthetic: samples", 2 * opts["classes"], MAX_SAMPLES, DataError)
+    check_int(opts["size"], "synthetic: size", 8, 512, DataError)
+    check_int(opts["seed"], "synthetic: seed", 0, MAX_SEED, DataError)
+    pixels = opts["samples"] * opts["size"] ** 2
+    if pixels > MAX_SYNTHETIC_PIXELS:
+        raise DataError(f"synthetic: samples x size x size = {pixels:,} pixels exceeds mvsearch's bound of "
+                        f"{MAX_SYNTHETIC_PIXELS:,}; use fewer samples or a smaller size")
     return opts
 
 
@@ -57,6 +62,7 @@ def _make(n: int, k: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, 
 
 def decode(options: dict[str, int], resolution: int) -> Decoded:
     k, n, size = options["classes"], options["samples"], options["size"]
+    check_decoded_bytes(n + max(k, n // 4), 3, max(resolution, size), "synthetic")
     g = torch.Generator().manual_seed(options["seed"])
     train_x, train_y = _make(n, k, size, g)
     test_x, test_y = _make(max(k, n // 4), k, size, g)
