@@ -24,7 +24,7 @@ MAX_PATCH = 64  # a patch side
 MAX_EXPANSION = 16  # MV2 expansion ratio
 MAX_PARAMS = 1_000_000_000  # trainable parameters of one network
 MAX_FLOPS = 10**12  # FLOPs of one forward pass at batch 1
-MAX_ACTIVATIONS = 10**9  # activations of one forward pass (per image x batch when training)
+MAX_ACTIVATIONS = 4 * 10**9  # activations of one forward pass (x the batch when training)
 
 # ---------------------------------------------------------------------- data and training
 MAX_SAMPLES = 10_000_000  # --train-samples, --val-samples, synthetic samples

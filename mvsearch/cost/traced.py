@@ -24,6 +24,7 @@ from torch import nn
 from mvsearch.arch.config import ArchConfig
 from mvsearch.arch.geometry import check_resolution, parse_resolution
 from mvsearch.core.runtime import eval_mode
+from mvsearch.cost.bounds import check_cost
 from mvsearch.model.network import Attention, MobileViT, build_model
 
 
@@ -124,9 +125,10 @@ def thop_macs(model: nn.Module, resolution: Any = 256) -> int:
 def count(target: ArchConfig | nn.Module, resolution: Any = 256, *, thop: bool = True) -> Cost:
     """Params, FLOPs, activations and per-stage costs of a config or model at ``resolution``."""
     res = parse_resolution(resolution)
+    if isinstance(target, ArchConfig):  # refused before anything is built: a patch that does not fit, a
+        check_resolution(target, res)  # network too large for memory (mvsearch.cost.bounds)
+        check_cost(target, res)
     model = build_model(target) if isinstance(target, ArchConfig) else target
-    if isinstance(target, ArchConfig):
-        check_resolution(target, res)
     with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fca, aca = _analyses(model, res)
