@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from mvsearch.arch.geometry import parse_resolution
-from mvsearch.cli.options import load_arch_choice, preset_or_config, print_json
+from mvsearch.cli.options import echo, load_arch_choice, preset_or_config, print_json
 from mvsearch.core.units import human
 from mvsearch.cost.traced import count
 
@@ -25,11 +25,11 @@ def command(preset, config_path, num_classes, resolution, as_json):
         print_json(out)
         return
     h, w = cost.resolution
-    click.echo(f"{preset or config_path} at {h}x{w}, {cfg.num_classes} classes")
-    click.echo(f"{'stage':<14}{'params':>12}{'FLOPs':>16}{'share':>8}")
+    echo(f"{preset or config_path} at {h}x{w}, {cfg.num_classes} classes")
+    echo(f"{'stage':<14}{'params':>12}{'FLOPs':>16}{'share':>8}")
     for s in cost.stages:
         share = 100.0 * s.flops / cost.flops if cost.flops else 0.0
-        click.echo(f"{s.name:<14}{s.params:>12,}{s.flops:>16,}{share:>7.1f}%")
-    click.echo(f"{'total':<14}{cost.params:>12,}{cost.flops:>16,}{100.0:>7.1f}%")
-    click.echo(f"params {human(cost.params)}  FLOPs {human(cost.flops)} (fvcore, 1 multiply-add = 1 FLOP)"
+        echo(f"{s.name:<14}{s.params:>12,}{s.flops:>16,}{share:>7.1f}%")
+    echo(f"{'total':<14}{cost.params:>12,}{cost.flops:>16,}{100.0:>7.1f}%")
+    echo(f"params {human(cost.params)}  FLOPs {human(cost.flops)} (fvcore, 1 multiply-add = 1 FLOP)"
                f"  thop MACs {human(cost.thop_macs)}  activations {human(cost.activations)}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from mvsearch.cli.options import echo
+
 from mvsearch.search import storage as studies
 from mvsearch.core.errors import ExportError
 from mvsearch.export.writer import from_preset, from_trial, parse_formats, select, write
@@ -44,7 +46,7 @@ def command(study_name, storage, trial, best, pareto_rank, preset, formats, weig
             raise ExportError("--preset exports a paper preset: it takes no --study, --storage, --weights "
                               "or --allow-incomplete")
         target = from_preset(preset, num_classes, resolution or 256, stem=name)
-        click.echo(f"exporting preset {preset} ({target.cfg.num_classes} classes)")
+        echo(f"exporting preset {preset} ({target.cfg.num_classes} classes)")
     else:
         st = studies.open_search(study_name, storage)
         rec = select(st, trial=trial, best=best, pareto_rank=pareto_rank)
@@ -52,15 +54,15 @@ def command(study_name, storage, trial, best, pareto_rank, preset, formats, weig
                             resolution=resolution, allow_incomplete=allow_incomplete, stem=name)
         acc = f"accuracy {rec.accuracy:.4f}" if rec.accuracy is not None else "no accuracy"
         kind = f", baseline {rec.preset}" if rec.baseline and rec.preset else ""
-        click.echo(f"exporting trial {rec.ref} of study {st.name!r} ({rec.state}, {acc}{kind})")
+        echo(f"exporting trial {rec.ref} of study {st.name!r} ({rec.state}, {acc}{kind})")
     result = write(target, out_dir, fmts, force=force, opset=opset)
     if target.state_dict is None:  # say it once, where the files are made: they hold no trained weights
         saved = preset is None and rec.weights is not None
-        click.echo("note: no trained weights: the files hold the architecture only (random-init weights); "
+        echo("note: no trained weights: the files hold the architecture only (random-init weights); "
                    + ("this trial saved its proxy weights: add --weights to ship them" if saved else
                       "use --weights with a study run with --save-weights"), err=True)
     for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+        echo(f"note: {note}", err=True)
     h, w = result.resolution
     what = {
         "py": "standalone, torch only: from {m} import build_model",
@@ -69,5 +71,5 @@ def command(study_name, storage, trial, best, pareto_rank, preset, formats, weig
         "weights": "state_dict",
     }
     for kind, path in result.files:
-        click.echo(f"wrote {path}  ({what[kind].format(m=target.stem)})")
-    click.echo(f"{result.params:,} params, {result.flops:,} FLOPs at {h}x{w} (fvcore, 1 multiply-add = 1 FLOP)")
+        echo(f"wrote {path}  ({what[kind].format(m=target.stem)})")
+    echo(f"{result.params:,} params, {result.flops:,} FLOPs at {h}x{w} (fvcore, 1 multiply-add = 1 FLOP)")

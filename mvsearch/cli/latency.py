@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import click
 
-from mvsearch.cli.options import print_json
+from mvsearch.cli.options import echo, print_json
 from mvsearch.latency.measure import ACCELERATORS, BACKENDS, DEFAULT_REPEATS, DEFAULT_THREADS, DEFAULT_WARMUP
 from mvsearch.latency.study import measure_study
 
@@ -52,10 +52,10 @@ def command(study_name, storage, backend, threads, device, pareto_only, force, w
                                   "ratio_xxs": r.ratio_xxs} for r in out.measured]})
         return
     h, w = out.resolution
-    click.echo(f"{out.study_name}: batch 1 at {h}x{w} on {out.device.label()}")
+    echo(f"{out.study_name}: batch 1 at {h}x{w} on {out.device.label()}")
     if out.measured:
-        click.echo(f"{'subject':<24}{'median ms':>11}{'IQR ms':>9}{'runs':>6}{'×XXS':>7}")
+        echo(f"{'subject':<24}{'median ms':>11}{'IQR ms':>9}{'runs':>6}{'×XXS':>7}")
         for r in out.measured:
-            click.echo(f"{r.subject:<24}{r.median_ms:>11.2f}{r.iqr_ms:>9.2f}{r.count:>6}{r.ratio_xxs:>7.2f}")
+            echo(f"{r.subject:<24}{r.median_ms:>11.2f}{r.iqr_ms:>9.2f}{r.count:>6}{r.ratio_xxs:>7.2f}")
     again = " (--force measures again)" if out.already else ""
-    click.echo(f"{len(out.measured)} measured, {out.already} already measured on this device{again}")
+    echo(f"{len(out.measured)} measured, {out.already} already measured on this device{again}")

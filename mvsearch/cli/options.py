@@ -9,6 +9,7 @@ import click
 from mvsearch.arch.config import ArchConfig, load_arch
 from mvsearch.arch.presets import get_preset
 from mvsearch.core.errors import ArchError
+from mvsearch.core.text import printable
 
 
 def preset_or_config(f):
@@ -31,6 +32,12 @@ def load_arch_choice(preset: str | None, config_path: str | None, num_classes: i
             raise ArchError(f"--num-classes: must be a positive integer, got {num_classes}")
         cfg = cfg.with_num_classes(num_classes)
     return cfg
+
+
+def echo(text: Any = "", *, err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` for the terminal: each line without control characters (text from files and
+    databases, a space's description or a study's name, may hold escape sequences)."""
+    click.echo("\n".join(printable(line) for line in str(text).split("\n")), err=err, nl=nl)
 
 
 def print_json(obj: Any) -> None:

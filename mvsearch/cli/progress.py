@@ -6,6 +6,8 @@ import time
 
 import click
 
+from mvsearch.cli.options import echo
+from mvsearch.core.text import printable
 from mvsearch.core.units import format_count, format_flops
 
 
@@ -34,9 +36,9 @@ class Printer:
 
     def line(self, text: str) -> None:
         if self.bar is not None:
-            self.bar.write(text, file=sys.stdout)
+            self.bar.write(printable(text), file=sys.stdout)
         else:
-            click.echo(text)
+            echo(text)
 
     # Reporter interface
     def start(self, info) -> None:
@@ -54,16 +56,16 @@ class Printer:
     def trial_start(self, ref, tier, cfg, flops, preset) -> None:
         text = f"trial {ref} ({preset or format_flops(flops) + ' FLOPs'}) training"
         if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=True)
+            self.bar.set_postfix_str(printable(text), refresh=True)
         else:
-            click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
+            echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
 
     def epoch(self, ref, epoch, accuracy) -> None:
         text = f"trial {ref} epoch {epoch} acc {accuracy:.4f}"
         if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=True)
+            self.bar.set_postfix_str(printable(text), refresh=True)
         else:
-            click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
+            echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
 
     def trial_end(self, o) -> None:
         tier = f"tier {o.tier}" if o.tier else "no tier"
@@ -82,9 +84,9 @@ class Printer:
 
     def note(self, message) -> None:
         if self.bar is not None:
-            self.bar.write(f"note: {message}", file=sys.stderr)
+            self.bar.write(printable(f"note: {message}"), file=sys.stderr)
         else:
-            click.echo(f"note: {message}", err=True)
+            echo(f"note: {message}", err=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -95,34 +97,34 @@ def closing_table(search, summary) -> None:
     from mvsearch.search.results import best_trials, versus_baselines
 
     best = best_trials(search)
-    click.echo("")
+    echo("")
     if not best:
-        click.echo("no completed trial yet")
+        echo("no completed trial yet")
     else:
-        click.echo("best trials (the 3 most accurate of each tier, and the baselines; sorted by FLOPs):")
-        click.echo(f"{'trial':>10}  {'tier':<8} {'accuracy':>8} {'FLOPs':>8} {'params':>8}  architecture")
+        echo("best trials (the 3 most accurate of each tier, and the baselines; sorted by FLOPs):")
+        echo(f"{'trial':>10}  {'tier':<8} {'accuracy':>8} {'FLOPs':>8} {'params':>8}  architecture")
         for r in best:
-            click.echo(f"{r.ref:>10}  {(r.tier or '-'):<8} {r.accuracy:>8.4f} {format_flops(r.flops):>8} "
+            echo(f"{r.ref:>10}  {(r.tier or '-'):<8} {r.accuracy:>8.4f} {format_flops(r.flops):>8} "
                        f"{format_count(r.params):>8}  {r.preset or r.summary()}")
     vs = versus_baselines(search)
     if vs:
-        click.echo("against the paper presets, same proxy (best searched trial at no more FLOPs):")
+        echo("against the paper presets, same proxy (best searched trial at no more FLOPs):")
     for v in vs:
         b = v.baseline
         if v.best is None:
-            click.echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, acc {b.accuracy:.4f}): no searched trial "
+            echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, acc {b.accuracy:.4f}): no searched trial "
                        f"completed at or below its FLOPs yet")
             continue
         w = v.best
-        click.echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, {format_count(b.params)} params) acc {b.accuracy:.4f}"
+        echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, {format_count(b.params)} params) acc {b.accuracy:.4f}"
                    f"  vs trial {w.ref} ({format_flops(w.flops)} FLOPs, {format_count(w.params)} params) acc "
                    f"{w.accuracy:.4f}: {v.gain:+.1f} points")
     s = summary
     trained = s.count("COMPLETE") + s.count("PRUNED") + s.count("FAIL")
     baselines = sum(1 for o in s.outcomes if o.baseline)
     also = f" incl. {baselines} baseline{'s' if baselines != 1 else ''}" if baselines else ""
-    click.echo(f"this run: {trained} trained{also} ({s.count('COMPLETE')} complete, {s.count('PRUNED')} pruned, "
+    echo(f"this run: {trained} trained{also} ({s.count('COMPLETE')} complete, {s.count('PRUNED')} pruned, "
                f"{s.count('FAIL')} failed), {s.rejected} rejected by the budget gate, "
                f"{s.screened} start-up draws screened out; {duration(s.wall_s)}")
-    click.echo(f"list them: mvsearch trials --study {s.study_name}"
+    echo(f"list them: mvsearch trials --study {s.study_name}"
                + (f" --storage {s.storage}" if not s.storage.endswith(f"studies/{s.study_name}.db") else ""))

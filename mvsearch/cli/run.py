@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 import click
 
+from mvsearch.cli.options import echo
 from mvsearch.cli.progress import Printer, closing_table
 from mvsearch.core.units import parse_duration
 from mvsearch.budget import parse_budget
@@ -81,8 +82,8 @@ def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_na
 
     closing_table(open_search(summary.study_name, summary.storage), summary)
     if summary.timed_out:
-        click.echo(f"stopped: --timeout {timeout} reached; rerun the same command to add trials")
+        echo(f"stopped: --timeout {timeout} reached; rerun the same command to add trials")
     if summary.interrupted:
-        click.echo("interrupted: the running trial was marked failed; rerun the same command to resume",
+        echo("interrupted: the running trial was marked failed; rerun the same command to resume",
                    err=True)
         ctx.exit(130)

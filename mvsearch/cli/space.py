@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from mvsearch.arch.presets import PRESETS, get_preset
-from mvsearch.cli.options import print_json
+from mvsearch.cli.options import echo, print_json
 from mvsearch.core.units import format_count, format_flops
 from mvsearch.space.loader import load_space
 
@@ -39,26 +39,26 @@ def command(space_ref, as_json):
             "presets": presets, "warnings": space.proxy_warnings(proxy),
         })
         return
-    click.echo(f"space {space.name} ({space.file})" + (f": {space.spec.description}" if space.spec.description else ""))
-    click.echo(f"deployment {h}x{w}, {space.num_classes} classes (budgets are counted here)")
-    click.echo(f"proxy      {proxy.data} at {proxy.resolution}x{proxy.resolution}, stem stride {proxy.stem_stride}, "
+    echo(f"space {space.name} ({space.file})" + (f": {space.spec.description}" if space.spec.description else ""))
+    echo(f"deployment {h}x{w}, {space.num_classes} classes (budgets are counted here)")
+    echo(f"proxy      {proxy.data} at {proxy.resolution}x{proxy.resolution}, stem stride {proxy.stem_stride}, "
                f"{proxy.epochs} epochs, {proxy.train_samples} train / {proxy.val_samples} val images")
     s = space.spec.search
-    click.echo(f"search     {s.trials} trials, sampler {s.sampler}, pruner {s.pruner}"
+    echo(f"search     {s.trials} trials, sampler {s.sampler}, pruner {s.pruner}"
                + (f", default budget {s.budget}" if s.budget else "") + (f", tiers {s.tiers}" if s.tiers else ""))
-    click.echo("")
+    echo("")
     width = max(len(n) for n, _ in space.knobs()) + 2
-    click.echo(f"{'knob':<{width}}values")
+    echo(f"{'knob':<{width}}values")
     for name, knob in space.knobs():
-        click.echo(f"{name:<{width}}{knob.describe()}{'' if not knob.fixed else '  (fixed)'}")
-    click.echo("")
-    click.echo(f"architectures      {size:,} ({size:.3g})")
-    click.echo(f"FLOPs at {h}x{w:<5} {format_flops(rng.min_flops)} .. {format_flops(rng.max_flops)}  "
+        echo(f"{name:<{width}}{knob.describe()}{'' if not knob.fixed else '  (fixed)'}")
+    echo("")
+    echo(f"architectures      {size:,} ({size:.3g})")
+    echo(f"FLOPs at {h}x{w:<5} {format_flops(rng.min_flops)} .. {format_flops(rng.max_flops)}  "
                f"({rng.min_flops:,} .. {rng.max_flops:,}; fvcore, 1 multiply-add = 1 FLOP)")
-    click.echo(f"params             {format_count(rng.min_params)} .. {format_count(rng.max_params)}  "
+    echo(f"params             {format_count(rng.min_params)} .. {format_count(rng.max_params)}  "
                f"({rng.min_params:,} .. {rng.max_params:,})")
     members = ", ".join(f"{n} ({format_flops(p['flops'])}) {'in' if p['member'] else 'not in'} the space"
                         for n, p in presets.items())
-    click.echo(f"paper presets      {members}")
+    echo(f"paper presets      {members}")
     for w_ in space.proxy_warnings(proxy):
-        click.echo(f"warning: proxy: {w_}", err=True)
+        echo(f"warning: proxy: {w_}", err=True)

@@ -8,7 +8,7 @@ import click
 import torch
 
 from mvsearch.arch.geometry import check_resolution
-from mvsearch.cli.options import load_arch_choice, print_json
+from mvsearch.cli.options import echo, load_arch_choice, print_json
 from mvsearch.core.atomic import save_state_dict
 from mvsearch.core.errors import DataError, MvsearchError
 from mvsearch.data import load_data
@@ -86,16 +86,16 @@ def command(preset, config_path, data_spec, epochs, resolution, stem_stride, bat
 
     def report(e):
         if not as_json:
-            click.echo(f"epoch {e.epoch}/{epochs}  val_acc {e.val_accuracy:.4f}  val_loss {e.val_loss:.4f}  "
+            echo(f"epoch {e.epoch}/{epochs}  val_acc {e.val_accuracy:.4f}  val_loss {e.val_loss:.4f}  "
                        f"train_loss {e.train_loss:.4f}  {e.images_per_s:.0f} img/s")
 
     check_resolution(proxy_arch(cfg, proxy, cfg.num_classes), resolution)
     for w in collapse_warnings(proxy_arch(cfg, proxy, cfg.num_classes), resolution):
-        click.echo(f"warning: {w}", err=True)  # before the (long) training, where it can be acted on
+        echo(f"warning: {w}", err=True)  # before the (long) training, where it can be acted on
     data = load_data(data_spec, resolution=resolution, cache_dir=cache_dir, download=download)
     data_s = time.perf_counter() - t0
     if not as_json:
-        click.echo(f"{data.summary()}{' (cached)' if data.cached else ''}, loaded in {data_s:.1f} s")
+        echo(f"{data.summary()}{' (cached)' if data.cached else ''}, loaded in {data_s:.1f} s")
     run = run_proxy(cfg, proxy, seed=seed, device=device, threads=threads, compile=use_compile, data=data,
                     callback=report, progress=tty)
     res = run.result
@@ -119,9 +119,9 @@ def command(preset, config_path, data_spec, epochs, resolution, stem_stride, bat
         print_json(out)
         return
     stop = " (stopped early)" if res.stopped else ""
-    click.echo(f"val_accuracy {res.val_accuracy:.4f}  val_loss {res.val_loss:.4f}  "
+    echo(f"val_accuracy {res.val_accuracy:.4f}  val_loss {res.val_loss:.4f}  "
                f"{res.images_per_s:.0f} img/s  {res.wall_s:.1f} s on {res.device}{stop}")
     if eval_test:
-        click.echo(f"test_accuracy {out['test_accuracy']:.4f}  test_loss {out['test_loss']:.4f}")
+        echo(f"test_accuracy {out['test_accuracy']:.4f}  test_loss {out['test_loss']:.4f}")
     if weights is not None:
-        click.echo(f"weights: {weights}")
+        echo(f"weights: {weights}")

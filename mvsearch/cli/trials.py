@@ -5,6 +5,8 @@ import json
 import sys
 import click
 
+from mvsearch.cli.options import echo
+from mvsearch.core.text import printable
 from mvsearch.core.units import format_count, format_flops
 
 
@@ -25,6 +27,10 @@ def trials_frame(search, *, include_rejected: bool = False):
             "preset": r.preset, "over_budget": r.over_budget, "duration_s": r.duration_s,
             "arch": r.arch.to_dict() if r.arch is not None else None, "summary": r.summary(),
         })
+    for row in rows:  # names and labels read from the database reach a terminal: no control characters
+        for k in ("trial", "study", "state", "tier", "preset", "summary"):
+            if isinstance(row[k], str):
+                row[k] = printable(row[k])
     df = pd.DataFrame(rows, columns=COLUMNS + ["summary"])
     return df.astype({"flops": "Int64", "params": "Int64", "thop_macs": "Int64", "activations": "Int64"})
 
@@ -52,10 +58,10 @@ def command(study_name, storage, fmt, sort, rejected):
         return
     flat = df.drop(columns=["arch"]).rename(columns={"summary": "arch"})
     if fmt == "csv":
-        click.echo(flat.to_csv(index=False), nl=False)
+        echo(flat.to_csv(index=False), nl=False)
         return
     if flat.empty:
-        click.echo(f"study {search.name} has no trials yet"
+        echo(f"study {search.name} has no trials yet"
                    + ("" if rejected else " (besides budget rejections: see --rejected)"))
         return
     show = flat[["trial", "state", "tier", "accuracy", "flops", "params", "epochs", "arch"]].copy()
@@ -64,4 +70,4 @@ def command(study_name, storage, fmt, sort, rejected):
     show["params"] = ["-" if pd.isna(n) else format_count(int(n)) for n in flat["params"]]
     show["tier"] = flat["tier"].fillna("-")
     show["arch"] = [f"{p} (baseline)" if b else a for a, b, p in zip(flat["arch"], flat["baseline"], flat["preset"])]
-    click.echo(show.to_string(index=False))
+    echo(show.to_string(index=False))
