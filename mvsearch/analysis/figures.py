@@ -1,35 +1,65 @@
-"""The plotly figures of the pages: Pareto fronts, history, learning curves, importances, knobs, EDF.
+"""The plotly figures of the pages: the Pareto front, and Optuna's own plots of each tier's study.
 
-Each function takes records already loaded (budget rejections left out) and returns a
-``plotly.graph_objects.Figure``, or ``None`` with a reason when the study cannot show it yet. Plots
-use SVG scatter traces (not WebGL), so every drawn point is an element a browser test can count.
+The Pareto figure is mvsearch's own (the front with the paper presets marked). The study figures
+are :mod:`optuna.visualization`'s: optimization history, intermediate values, parameter
+importances, parallel coordinates and the EDF, drawn from an in-memory copy of a study in which
+only trained trials keep their data (:func:`trained_copy`), then given the page's titles, number
+formats and trial labels. Each function returns a ``plotly.graph_objects.Figure``, or ``None``
+with the reason a page shows instead. Plots use SVG scatter traces (not WebGL), so every drawn
+point is an element a browser test can count.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
-from typing import Any, Sequence
+import warnings
+from typing import Any, Iterator, Sequence
+
+import optuna
 import plotly.graph_objects as go
+from optuna.trial import TrialState, create_trial
 
 from mvsearch.analysis.pareto import Pareto, Point
-from mvsearch.core.units import human
+from mvsearch.core.units import format_count, format_flops
 from mvsearch.search.record import TrialRecord
 
 
-BLUE, RED, GREY, GREEN, ORANGE = "#1f77b4", "#d62728", "#9a9a9a", "#2ca02c", "#ff7f0e"
+BLUE, RED, GREY, GREEN = "#1f77b4", "#d62728", "#9a9a9a", "#2ca02c"
 
 
-LAYOUT = dict(template="plotly_white", height=460, margin=dict(l=70, r=30, t=60, b=60),
-              legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
+MIN_IMPORTANCE_TRIALS = 10  # below this, importances are noise: the page says so instead
 
 
+MAX_AXES = 8  # parallel coordinates: accuracy and the most important parameters, at most this many axes
+
+
+def style(fig: go.Figure, title: str, subtitle: str = "", *, height: int = 460) -> go.Figure:
+    """The page's look: title and subtitle on top, the legend at the right (never over a title)."""
+    fig.update_layout(
+        template="plotly_white", height=height,
+        title=dict(text=title, subtitle=dict(text=subtitle, font=dict(size=12, color="#666")), x=0.01,
+                   xanchor="left", y=0.98, yanchor="top", yref="container"),
+        margin=dict(l=70, r=30, t=90 if subtitle else 64, b=60),
+        legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
+    return fig
+
+
+def tier_title(what: str, label: str) -> str:
+    """``Optimization history, tier 1.05G`` (a one-study search: ``Optimization history``)."""
+    return f"{what}, tier {label}" if label else what
+
+
+# ---------------------------------------------------------------------- the Pareto front
 def _hover(p: Point) -> list[Any]:
     r, lat = p.record, p.latency
     latency = f"{lat.median_ms:.2f} ms (IQR {lat.iqr_ms:.2f}, ×{lat.ratio_xxs:.2f} XXS)" if lat else "not measured"
-    who = f"{r.preset} (baseline)" if r.baseline and r.preset else f"trial {r.number}"
-    return [who, r.summary(), human(r.flops), human(r.params), latency, r.tier or "-", p.tier, r.state.lower()]
+    who = f"{r.preset} (baseline)" if r.baseline and r.preset else f"trial {r.ref or r.number}"
+    return [who, r.summary(), format_flops(r.flops), format_count(r.params), latency, r.tier or "-", p.tier,
+            r.state.lower()]
 
 
-HOVER = ("<b>%{customdata[0]}</b> (%{customdata[7]})<br>accuracy %{y:.4f}<br>FLOPs %{customdata[2]}"
+HOVER = ("<b>%{customdata[0]}</b> (%{customdata[7]})<br>accuracy %{y:.2%}<br>FLOPs %{customdata[2]}"
          " · params %{customdata[3]}<br>latency %{customdata[4]}<br>budget tier %{customdata[5]}"
          " · nearest paper tier %{customdata[6]}<br>%{customdata[1]}<extra></extra>")
 
@@ -68,162 +98,228 @@ def pareto_figure(p: Pareto) -> go.Figure:
                                xanchor="right", yanchor="top", font=dict(size=10, color=GREEN))
     c = p.counts
     dev = f" · latency on {p.device.label()}" if p.device is not None and p.x.name == "latency" else ""
-    fig.update_layout(
-        title=dict(text=f"{p.study_name}: accuracy vs {p.x.name} "
-                        f"<span style='font-size:12px;color:#666'>({c.get('COMPLETE', 0)} complete, "
-                        f"{c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed, "
-                        f"{c.get('REJECTED', 0)} over budget never trained{dev})</span>"),
-        xaxis=dict(title=p.x.title + (" (log)" if p.log_x else ""), type="log" if p.log_x else "linear"),
-        yaxis=dict(title=p.y.title, tickformat=".0%"), **LAYOUT)
+    style(fig, f"{p.study_name}: accuracy vs {p.x.name}",
+          f"{c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed, "
+          f"{c.get('REJECTED', 0)} over budget never trained{dev}")
+    # FLOPs and params in k/M/G (plotly's default writes a billion as "B")
+    fig.update_layout(xaxis=dict(title=p.x.title + (" (log)" if p.log_x else ""), type="log" if p.log_x else "linear",
+                                 exponentformat="SI"),
+                      yaxis=dict(title=p.y.title, tickformat=".0%"))
     return fig
 
 
-def history_figure(recs: Sequence[TrialRecord]) -> go.Figure | None:
-    """Accuracy by trial number, with the best so far as a step line."""
-    done = [r for r in recs if r.state == "COMPLETE" and r.accuracy is not None]
+# ---------------------------------------------------------------------- the studies, through Optuna
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No "A new study created in memory" lines and no experimental warnings from Optuna."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def trained_copy(study: optuna.Study, recs: Sequence[TrialRecord], name: str, *,
+                 searched_only: bool = False) -> optuna.Study:
+    """An in-memory copy of ``study`` in which only trained trials keep their data.
+
+    A budget rejection (never trained), and with ``searched_only`` a paper preset, becomes an empty
+    FAIL trial: no Optuna plot draws a FAIL trial, and keeping one in its place keeps Optuna's trial
+    numbers equal to the stored ones, so a figure's trial 7 is the table's trial 7. ``recs`` are
+    this study's records; ``name`` is the copy's study name (what ``plot_edf`` writes in a legend).
+    """
+    drop = {r.number for r in recs if r.over_budget or (searched_only and r.baseline)}
+    with quiet():
+        mem = optuna.create_study(study_name=name, direction=study.direction)
+        mem.add_trials([create_trial(state=TrialState.FAIL) if t.number in drop else t
+                        for t in study.get_trials(deepcopy=False)])
+    return mem
+
+
+def _refs(recs: Sequence[TrialRecord]) -> dict[int, TrialRecord]:
+    return {r.number: r for r in recs}
+
+
+def history_figure(mem: optuna.Study, recs: Sequence[TrialRecord], label: str = "") -> go.Figure | None:
+    """Optuna's optimization history: each completed trial's accuracy, and the best so far."""
+    done = [t for t in mem.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not done:
         return None
-    best, line = -math.inf, []
-    for r in sorted(done, key=lambda r: r.number):
-        best = max(best, r.accuracy)
-        line.append((r.number, best))
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[r.number for r in done], y=[r.accuracy for r in done], mode="markers",
-                             name=f"completed ({len(done)})", marker=dict(color=BLUE, size=7),
-                             text=[r.summary() for r in done],
-                             hovertemplate="trial %{x}<br>accuracy %{y:.4f}<br>%{text}<extra></extra>"))
-    pruned = [r for r in recs if r.state == "PRUNED" and r.accuracy is not None]
-    if pruned:
-        fig.add_trace(go.Scatter(x=[r.number for r in pruned], y=[r.accuracy for r in pruned], mode="markers",
-                                 name=f"pruned, when stopped ({len(pruned)})",
-                                 marker=dict(color=GREY, size=6, symbol="x-thin-open", line=dict(width=1.5)),
-                                 hovertemplate="trial %{x}<br>accuracy when pruned %{y:.4f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[n for n, _ in line], y=[b for _, b in line], mode="lines", line_shape="hv",
-                             name="best so far", line=dict(color=RED), hoverinfo="skip"))
-    fig.update_layout(title="Optimization history", xaxis_title="trial", yaxis=dict(title="accuracy",
-                                                                                   tickformat=".0%"), **LAYOUT)
+    with quiet():
+        fig = optuna.visualization.plot_optimization_history(mem, target_name="accuracy")
+    by_number = _refs(recs)
+    for tr in fig.data:
+        if tr.name == "accuracy":
+            rs = [by_number.get(int(n)) for n in tr.x]
+            tr.update(name=f"completed ({len(tr.x)})", marker=dict(color=BLUE, size=7),
+                      text=[f"trial {r.ref}<br>{r.summary()}" if r else "" for r in rs],
+                      hovertemplate="%{text}<br>accuracy %{y:.2%}<extra></extra>")
+        elif tr.name == "Best Value":
+            tr.update(name="best so far", line=dict(color=RED, shape="hv"), hoverinfo="skip")
+    style(fig, tier_title("Optimization history", label), "accuracy of each completed trial, by trial number")
+    fig.update_layout(xaxis_title="trial", yaxis=dict(title="accuracy", tickformat=".0%"))
     return fig
 
 
-def curves_figure(recs: Sequence[TrialRecord]) -> go.Figure | None:
-    """Validation accuracy per epoch of every trained trial; a cross where the pruner stopped one."""
-    trained = [r for r in recs if r.trained and _curve(r)]
-    if not trained:
-        return None
-    fig = go.Figure()
-    for state, color, label in (("COMPLETE", BLUE, "completed"), ("PRUNED", RED, "pruned")):
-        group = [r for r in trained if r.state == state]
-        if not group:
-            continue
-        xs: list[Any] = []
-        ys: list[Any] = []
-        names: list[Any] = []
-        for r in group:  # one trace per state, curves separated by gaps
-            curve = _curve(r)
-            xs += [e + 1 for e in sorted(curve)] + [None]
-            ys += [curve[e] for e in sorted(curve)] + [None]
-            names += [f"trial {r.number}"] * len(curve) + [None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{label} ({len(group)})", text=names,
-                                 line=dict(color=color, width=1.2), opacity=0.6, connectgaps=False,
-                                 hovertemplate="%{text}<br>epoch %{x}: %{y:.4f}<extra></extra>"))
-    pruned = [r for r in trained if r.state == "PRUNED"]
-    if pruned:
-        last = [(max(_curve(r)), _curve(r)[max(_curve(r))], r.number) for r in pruned]
-        fig.add_trace(go.Scatter(x=[e + 1 for e, _, _ in last], y=[a for _, a, _ in last], mode="markers",
-                                 name="stopped by the pruner", marker=dict(color=RED, size=9, symbol="x"),
-                                 text=[f"trial {n}" for _, _, n in last],
-                                 hovertemplate="%{text} pruned after epoch %{x}<extra></extra>"))
-    fig.update_layout(title="Intermediate values: validation accuracy per epoch", xaxis=dict(title="epoch",
-                      dtick=1), yaxis=dict(title="accuracy", tickformat=".0%"), **LAYOUT)
-    return fig
-
-
-def _curve(r: TrialRecord) -> dict[int, float]:
-    """Epoch (0-based) -> accuracy: Optuna's intermediate values, else the accuracy_curve attribute."""
+def curve(r: TrialRecord) -> dict[int, float]:
+    """Optuna step -> accuracy: the trial's intermediate values, else its accuracy_curve attribute."""
     if r.intermediate:
         return r.intermediate
-    curve = r.user_attrs.get("accuracy_curve")
-    if isinstance(curve, list):
-        return {i: float(v) for i, v in enumerate(curve) if isinstance(v, (int, float))}
-    return {}
+    return {i + 1: float(v) for i, v in enumerate(r.accuracy_curve or []) if isinstance(v, (int, float))}
 
 
-def importance_figure(importances: dict[str, float], evaluator: str) -> go.Figure:
-    names = list(importances)[::-1]
-    fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h", marker_color=BLUE,
-                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    fig.update_layout(title=f"Parameter importances ({evaluator})", xaxis_title="importance (sums to 1)",
-                      **{**LAYOUT, "height": max(260, 40 + 28 * len(names))})
-    return fig
-
-
-KNOB_SKIP = ("num_classes", "dropout", "attn_dropout", "ffn_dropout", "classifier_dropout")
-
-
-def knobs(r: TrialRecord) -> dict[str, Any]:
-    """The architecture's knobs as flat ``stage.field`` values (patches as ``2x2``)."""
-    out: dict[str, Any] = {}
-    for k, v in (r.arch.to_dict() if r.arch is not None else {}).items():
-        if isinstance(v, dict):
-            for f, x in v.items():
-                out[f"{k}.{f}"] = f"{x[0]}x{x[1]}" if isinstance(x, list) else x
-        elif k not in KNOB_SKIP:
-            out[k] = v
-    return out
-
-
-def parcoords_figure(recs: Sequence[TrialRecord]) -> go.Figure | None:
-    """Parallel coordinates of the knobs that vary among completed searched trials, coloured by accuracy."""
-    done = [r for r in recs if r.state == "COMPLETE" and r.accuracy is not None and r.arch is not None
-            and not r.baseline]  # the searched models: hand-designed presets differ in every knob
-    rows = [knobs(r) for r in done]
-    names = [k for k in (rows[0] if rows else {}) if len({str(row.get(k)) for row in rows}) > 1]
-    if len(done) < 2 or not names:
+def intermediate_figure(mem: optuna.Study, recs: Sequence[TrialRecord], label: str = "") -> go.Figure | None:
+    """Optuna's intermediate values (accuracy at each step, as stored), coloured by state;
+    a cross where the pruner stopped a trial."""
+    if not any(t.intermediate_values for t in mem.get_trials(deepcopy=False)):
         return None
-    dims = []
-    for k in names:
-        vals = [row.get(k) for row in rows]
-        if all(isinstance(v, (int, float)) for v in vals):
-            dims.append(dict(label=k, values=vals))
-        else:
-            cats = sorted({str(v) for v in vals})
-            dims.append(dict(label=k, values=[cats.index(str(v)) for v in vals], tickvals=list(range(len(cats))),
-                             ticktext=cats))
-    acc = [r.accuracy for r in done]
-    dims.append(dict(label="accuracy", values=acc))
-    fig = go.Figure(go.Parcoords(line=dict(color=acc, colorscale="Viridis", showscale=True,
-                                           colorbar=dict(title="accuracy")), dimensions=dims))
-    fig.update_layout(title=f"Knobs of the completed searched trials ({len(done)}), coloured by accuracy",
-                      **{**LAYOUT, "margin": dict(l=60, r=60, t=110, b=40)})
+    with quiet():
+        fig = optuna.visualization.plot_intermediate_values(mem)
+    by_number = _refs(recs)
+    colors = {"COMPLETE": (BLUE, "completed"), "PRUNED": (RED, "pruned"), "RUNNING": (GREY, "running")}
+    counts = {s: sum(1 for tr in fig.data if getattr(by_number.get(int(tr.name[5:])), "state", "") == s)
+              for s in colors}
+    shown: set[str] = set()
+    for tr in fig.data:  # Optuna names each trace "Trial<number>"
+        r = by_number.get(int(tr.name[5:]))
+        state = r.state if r is not None and r.state in colors else "RUNNING"
+        color, what = colors[state]
+        tr.update(name=f"{what} ({counts[state]})", legendgroup=state, showlegend=state not in shown,
+                  line=dict(color=color, width=1.2), marker=dict(color=color, size=5), opacity=0.6,
+                  text=[f"trial {r.ref if r else tr.name[5:]}"] * len(tr.x),
+                  hovertemplate="%{text}<br>epoch %{x}: %{y:.2%}<extra></extra>")
+        shown.add(state)
+    pruned = [r for r in recs if r.state == "PRUNED" and r.trained and r.intermediate]
+    if pruned:
+        last = [(max(r.intermediate), r.intermediate[max(r.intermediate)], r.ref) for r in pruned]
+        fig.add_trace(go.Scatter(x=[e for e, _, _ in last], y=[a for _, a, _ in last], mode="markers",
+                                 name="stopped by the pruner", marker=dict(color=RED, size=10, symbol="x"),
+                                 text=[f"trial {ref}" for _, _, ref in last],
+                                 hovertemplate="%{text} pruned after epoch %{x}<extra></extra>"))
+    style(fig, tier_title("Intermediate values", label), "validation accuracy after each epoch, as the pruner saw it")
+    fig.update_layout(showlegend=True, xaxis=dict(title="epoch", dtick=1),
+                      yaxis=dict(title="accuracy", tickformat=".0%"))
     return fig
 
 
-def edf_figure(recs: Sequence[TrialRecord]) -> go.Figure | None:
-    """Error EDF F(e) = fraction of completed models with error < e, per budget tier and overall.
+def importance_evaluator() -> tuple[Any, str]:
+    """fANOVA when scikit-learn is installed, else PED-ANOVA (which needs none)."""
+    if importlib.util.find_spec("sklearn") is not None:
+        return optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
+    return optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+
+
+def importances(mem: optuna.Study) -> tuple[dict[str, float] | None, str]:
+    """Optuna's parameter importances over the completed searched trials of ``mem``, or why there are none."""
+    trials = [t for t in mem.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.params]
+    if len(trials) < MIN_IMPORTANCE_TRIALS:
+        return None, (f"parameter importances need at least {MIN_IMPORTANCE_TRIALS} completed trials with "
+                      f"sampled parameters; this study has {len(trials)}")
+    evaluator, name = importance_evaluator()
+    try:
+        with quiet():
+            imp = optuna.importance.get_param_importances(mem, evaluator=evaluator)
+    except Exception as exc:  # optuna raises plain ValueError/RuntimeError for degenerate spaces
+        return None, f"parameter importances could not be computed: {str(exc).strip().splitlines()[0]}"
+    if not imp:
+        return None, "no sampled parameter is shared by all completed trials, so none can be ranked"
+    return imp, name
+
+
+def importance_figure(mem: optuna.Study, names: Sequence[str], evaluator: str, label: str = "") -> go.Figure:
+    """Optuna's importance bars (``names``: the parameters :func:`importances` ranked)."""
+    ev, _ = importance_evaluator()
+    with quiet():
+        fig = optuna.visualization.plot_param_importances(mem, evaluator=ev, target_name="accuracy")
+    fig.update_traces(marker_color=BLUE, hovertemplate="%{y}: %{x:.3f}<extra></extra>")
+    style(fig, tier_title("Parameter importances", label),
+          f"{evaluator} over the completed searched trials; the bars sum to 1", height=max(300, 120 + 32 * len(names)))
+    fig.update_layout(xaxis_title="importance", yaxis=dict(title="", automargin=True), showlegend=False)
+    return fig
+
+
+def parallel_figure(mem: optuna.Study, ranked: Sequence[str] | None, label: str = "") -> go.Figure | None:
+    """Optuna's parallel coordinates of accuracy and at most ``MAX_AXES - 1`` parameters: the most
+    important (``ranked``, best first), else those that vary most among the completed trials."""
+    done = [t for t in mem.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.params]
+    varying = [p for p in sorted({p for t in done for p in t.params})
+               if len({str(t.params.get(p)) for t in done}) > 1]
+    if len(done) < 2 or not varying:
+        return None
+    order = [p for p in (ranked or []) if p in varying] or sorted(
+        varying, key=lambda p: -len({str(t.params.get(p)) for t in done}))
+    params = order[:MAX_AXES - 1]
+    with quiet():
+        fig = optuna.visualization.plot_parallel_coordinate(mem, params=list(params), target_name="accuracy")
+    _readable_ticks(fig, mem, params)
+    more = f"; the {len(params)} most important of {len(varying)} varying" if len(varying) > len(params) else ""
+    style(fig, tier_title("Parallel coordinates", label),
+          f"{len(done)} completed searched trials, coloured by accuracy{more}", height=500)
+    fig.update_layout(xaxis=dict(tickangle=-20 if len(params) > 5 else 0, tickfont=dict(size=12), automargin=True),
+                      margin=dict(l=60, r=30, t=90, b=80))
+    return fig
+
+
+def _readable_ticks(fig: go.Figure, mem: optuna.Study, params: Sequence[str]) -> None:
+    """Optuna writes each axis's values as annotations (10 px grey, ``.3g``, five even steps):
+    accuracy as a percentage, an integer parameter only at whole values, all larger and darker."""
+    dists: dict[str, Any] = {}
+    for t in mem.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        dists.update(t.distributions)
+    # Optuna's axes: the objective first, then the parameters in sorted order
+    axes = ["accuracy"] + sorted(params)
+    kept: list[Any] = []
+    ints: dict[int, list[tuple[float, Any]]] = {}  # axis -> (value, annotation) of an integer parameter
+    for a in fig.layout.annotations:
+        name = axes[int(a.x)] if 0 <= int(a.x) < len(axes) else None
+        try:
+            v = float(a.text)
+        except (TypeError, ValueError):  # a category's name, or Optuna's missing-value label
+            v = None
+        a.font = dict(size=12, color="#333")
+        if name == "accuracy" and v is not None:
+            a.text = f"{100 * v:.1f}%"
+        elif v is not None and isinstance(dists.get(name), optuna.distributions.IntDistribution):
+            ints.setdefault(int(a.x), []).append((v, a))
+            continue
+        kept.append(a)
+    for axis, ticks in ints.items():  # the axis is linear in the value: place whole values on it
+        (lo, a_lo), (hi, a_hi) = min(ticks, key=lambda t: t[0]), max(ticks, key=lambda t: t[0])
+        if hi == lo:
+            kept.append(a_lo.update(text=str(int(lo))))
+            continue
+        dist = dists[axes[axis]]
+        step = dist.step * max(1, math.ceil((hi - lo) / dist.step / 6))
+        v = lo
+        while v <= hi:
+            y = a_lo.y + (a_hi.y - a_lo.y) * (v - lo) / (hi - lo)
+            kept.append(go.layout.Annotation(a_lo.to_plotly_json(), y=y, text=str(int(v))))
+            v += step
+    fig.layout.annotations = kept
+
+
+def edf_figure(mems: Sequence[optuna.Study], baselines: Sequence[TrialRecord]) -> go.Figure | None:
+    """Optuna's EDF: the fraction of completed searched models with accuracy at most x, one line per tier.
 
     The design-space view of Radosavovic et al., "Designing Network Design Spaces" (CVPR 2020),
     Sec. 3: it compares populations of models rather than single ones. Pruned trials have no final
-    error, so the curve describes the models that survived pruning.
+    accuracy, so a curve describes the models that survived pruning. Paper presets are rules.
     """
-    done = [r for r in recs if r.state == "COMPLETE" and r.accuracy is not None and not r.baseline]
-    if not done:
+    mems = [m for m in mems if m.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if not mems:
         return None
-    groups = {"all searched": done}
-    tiers = sorted({r.tier for r in done if r.tier})
-    if len(tiers) > 1:
-        groups.update({f"tier {t}": [r for r in done if r.tier == t] for t in tiers})
-    fig = go.Figure()
-    for label, group in groups.items():
-        errs = sorted(1.0 - r.accuracy for r in group)
-        n = len(errs)
-        fig.add_trace(go.Scatter(x=errs, y=[(i + 1) / n for i in range(n)], mode="lines+markers",
-                                 line_shape="hv", name=f"{label} (n={n})", marker=dict(size=4),
-                                 hovertemplate="error %{x:.4f}: %{y:.0%} of models<extra></extra>"))
-    for r in recs:
-        if r.baseline and r.state == "COMPLETE" and r.accuracy is not None:
-            fig.add_vline(x=1.0 - r.accuracy, line=dict(color=GREEN, dash="dot"),
-                          annotation=dict(text=r.preset or f"baseline {r.number}", font=dict(color=GREEN, size=10)))
-    fig.update_layout(title="Error EDF of the searched models (Radosavovic et al., 2020)",
-                      xaxis=dict(title="error = 1 − accuracy", tickformat=".0%"),
-                      yaxis=dict(title="cumulative fraction of models", tickformat=".0%", range=[0, 1.02]), **LAYOUT)
+    with quiet():
+        fig = optuna.visualization.plot_edf(list(mems), target_name="accuracy")
+    fig.update_traces(line_shape="hv", hovertemplate="accuracy ≤ %{x:.2%}: %{y:.0%} of models<extra></extra>")
+    for r in baselines:
+        if r.state == "COMPLETE" and r.accuracy is not None and not r.over_budget:
+            fig.add_vline(x=r.accuracy, line=dict(color=GREEN, dash="dot"),
+                          annotation=dict(text=r.preset or f"baseline {r.ref}", font=dict(color=GREEN, size=10)))
+    style(fig, "Accuracy EDF of the searched models",
+          "fraction of completed searched models at or below each accuracy (Radosavovic et al., 2020)")
+    fig.update_layout(showlegend=True, xaxis=dict(title="accuracy", tickformat=".0%"),
+                      yaxis=dict(title="fraction of models", tickformat=".0%", range=[0, 1.02]))
     return fig

@@ -1,103 +1,179 @@
-"""Self-contained HTML pages of a study: the Pareto page and the full study report.
+"""Self-contained HTML pages of a search: the Pareto page and the full report.
 
-Pages work with no network: plotly.js is inlined once in the page head (never fetched from a CDN),
-and the only other script is a few lines that sort the trials table. PNG copies of the figures are
-optional and need kaleido (``pip install kaleido``) with a browser; without it, asking for them is
-an error raised before anything is written. Files are written whole or not at all.
+Both pages are one jinja2 template (``templates/page.html.j2``, with ``page.css`` and ``page.js``),
+rendered with autoescape on: the Python side hands it data (sections of notes, figures, tables and
+facts), never HTML strings, apart from plotly's own figure markup. Pages work with no network:
+plotly.js is inlined once in the page head (never fetched from a CDN), and the only other script
+sorts the tables. PNG copies of the figures are optional and need kaleido
+(``pip install kaleido``) with a browser; without it, asking for them is an error raised before
+anything is written.
+
+A page is written whole or not at all (:func:`mvsearch.core.atomic.write_atomic`), and it carries
+``<meta name="generator" content="mvsearch ...">``: an existing file without that marker is not
+ours, and is only replaced with ``force``.
 """
 from __future__ import annotations
 
-import html
+import functools
 import importlib.util
-import json
-import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from markupsafe import Markup
+
+from mvsearch import __version__
 from mvsearch.analysis import figures
-from mvsearch.core.errors import MvsearchError, StudyError
-from mvsearch.search.front import AXES
+from mvsearch.analysis.figures import MIN_IMPORTANCE_TRIALS
 from mvsearch.analysis.pareto import Pareto, build, table
-from mvsearch.core.units import human
-from mvsearch.search.record import TrialRecord
+from mvsearch.core.atomic import write_atomic
+from mvsearch.core.errors import MvsearchError, StudyError
+from mvsearch.core.units import format_count, format_flops
+from mvsearch.search.front import AXES
+from mvsearch.search.record import TrialRecord, describe_proxy, trial_key
 
 
-MIN_IMPORTANCE_TRIALS = 10  # below this, importances are noise: the page says so instead
+GENERATOR = f"mvsearch {__version__}"
+MARKER = b'<meta name="generator" content="mvsearch'  # in the head of every page we write
+MARKER_WITHIN = 4096  # bytes of an existing file searched for the marker
 
 
-STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:0 20px 60px;color:#222}
-h1{font-size:1.6em;margin:24px 0 4px} h2{font-size:1.2em;margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
-.sub{color:#666;margin:0 0 16px} .note{color:#8a5a00;background:#fff7e6;padding:8px 12px;border-radius:4px}
-dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px;margin:0} dt{color:#666} dd{margin:0;font-family:ui-monospace,monospace;font-size:.9em;word-break:break-word}
-table{border-collapse:collapse;font-size:.85em;width:100%} th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
-th{background:#f6f6f6} table.sortable th{cursor:pointer;user-select:none}
-th[data-dir=asc]::after{content:" \\25B2"} th[data-dir=desc]::after{content:" \\25BC"}
-td.l,th.l{text-align:left} td.arch{white-space:normal;text-align:left;font-family:ui-monospace,monospace;font-size:.9em}
-tr.PRUNED td{color:#777} tr.FAIL td{color:#b00}
-"""
+# ---------------------------------------------------------------------- what a page is made of
+@dataclass(frozen=True)
+class Note:
+    """A sentence shown where a figure would be (``code``: a command to run, set in monospace)."""
+
+    text: str
+    code: str | None = None
+    kind: str = "note"
 
 
-# click a header to sort by it; cells carry their numeric value in data-v ('' sorts last)
-SORT_JS = """
-function mvsearchSort(th){var tb=th.closest('table').tBodies[0],i=Array.prototype.indexOf.call(th.parentNode.children,th),
-asc=th.getAttribute('data-dir')!=='asc';th.parentNode.querySelectorAll('th').forEach(function(h){h.removeAttribute('data-dir')});
-th.setAttribute('data-dir',asc?'asc':'desc');function key(r){var c=r.children[i],v=c.getAttribute('data-v');
-return v===null?c.textContent:(v===''?null:parseFloat(v))}
-Array.from(tb.rows).sort(function(a,b){var x=key(a),y=key(b);if(x===null)return y===null?0:1;if(y===null)return -1;
-var d=(typeof x==='number'&&typeof y==='number')?x-y:String(x).localeCompare(String(y));return asc?d:-d})
-.forEach(function(r){tb.appendChild(r)})}
-document.querySelectorAll('table.sortable th').forEach(function(th){th.addEventListener('click',function(){mvsearchSort(th)})});
-"""
+@dataclass(frozen=True)
+class Figure:
+    html: Markup  # plotly's div and script (plotly.js itself is in the page head)
+    kind: str = "figure"
 
 
-def _esc(v: Any) -> str:
-    return html.escape(str(v), quote=True)
+@dataclass(frozen=True)
+class Facts:
+    items: tuple[tuple[str, str], ...]  # (label, text), shown as a definition list
+    kind: str = "facts"
 
 
-def fig_div(fig: Any, div_id: str) -> str:
-    """A figure as a div and its script, plotly.js left to the page head."""
-    height = fig.layout.height or 460
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, default_height=f"{height}px",
-                       config={"displaylogo": False})
+@dataclass(frozen=True)
+class Details:
+    summary: str  # the line shown closed
+    text: str  # preformatted, shown when opened
+    kind: str = "details"
 
 
-def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) -> str:
-    """A whole page: (anchor, heading, body html) sections, plotly.js inline once."""
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    value: float | int | None = None  # what a numeric column sorts by (None: missing, sorts last)
+    numeric: bool = False
+    cls: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    cls: str  # CSS class ("front", "trials")
+    columns: tuple[tuple[str, bool], ...]  # (header, left-aligned)
+    rows: tuple[tuple[str, tuple[Cell, ...]], ...]  # (row CSS class, cells)
+    order: str  # how the rows are sorted, as the caption says
+    kind: str = "table"
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    heading: str
+    blocks: tuple[Any, ...]
+
+
+def num(v: Any, text: str | None = None) -> Cell:
+    """A numeric cell: sorts by ``v`` (missing values last), shows ``text``."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return Cell(text if text is not None else ("-" if v is None else str(v)), v if ok else None, True)
+
+
+def txt(text: Any, cls: str = "") -> Cell:
+    """A text cell: sorts alphabetically."""
+    return Cell(str(text), cls=cls)
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+# ---------------------------------------------------------------------- rendering and writing
+@functools.lru_cache(maxsize=1)
+def _env() -> Any:
+    import jinja2
+
+    # a PackageLoader reads the templates from an installed wheel or zip as well as from a checkout
+    return jinja2.Environment(loader=jinja2.PackageLoader("mvsearch.analysis", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _asset(name: str) -> Markup:
+    """A CSS or JS file of the templates folder, inlined as it is (not parsed as a template)."""
+    env = _env()
+    return Markup(env.loader.get_source(env, name)[0])
+
+
+def render(title: str, subtitle: Sequence[str], sections: Sequence[Section]) -> str:
+    """A whole page: plotly.js inline once, then the sections in order."""
     from plotly.offline import get_plotlyjs
 
-    nav = " · ".join(f'<a href="#{a}">{_esc(h)}</a>' for a, h, _ in sections) if len(sections) > 1 else ""
-    body = "\n".join(f'<section id="{a}"><h2>{_esc(h)}</h2>\n{b}\n</section>' for a, h, b in sections)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{_esc(title)}</title>\n"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<style>{STYLE}</style>\n"
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head><body>\n"
-            f"<h1>{_esc(title)}</h1><p class=\"sub\">{subtitle}</p><nav>{nav}</nav>\n{body}\n"
-            f"<script>{SORT_JS}</script>\n</body></html>\n")
+    return _env().get_template("page.html.j2").render(
+        title=title, subtitle=list(subtitle), sections=list(sections), generator=GENERATOR,
+        css=_asset("page.css"), js=_asset("page.js"), plotlyjs=Markup(get_plotlyjs()))
 
 
-def write_page(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename)."""
+def figure(fig: Any, div_id: str) -> Figure:
+    """A figure as a div and its script, plotly.js left to the page head."""
+    height = fig.layout.height or 460
+    return Figure(Markup(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                     default_height=f"{height}px", config={"displaylogo": False})))
+
+
+def is_ours(path: Path) -> bool:
+    """True when ``path`` is absent, empty, or a page mvsearch wrote (it carries the marker)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(MARKER_WITHIN)
+    except FileNotFoundError:
+        return True
+    except OSError:  # a directory, no permission, ...: the write below says what is wrong
+        return True
+    return not head or MARKER in head
+
+
+def check_output(path: str | Path, *, force: bool = False) -> None:
+    """MvsearchError unless ``path`` may take a page: absent, empty, one of ours, or ``force``.
+
+    Cheap: commands call it before the slow work too, so a refusal costs nothing.
+    """
+    if not force and not is_ours(Path(path)):
+        raise MvsearchError(f"cannot write {path}: it exists and is not a page mvsearch wrote; "
+                            f"pass --force to replace it, or choose another -o path")
+
+
+def write_page(path: str | Path, text: str, *, force: bool = False) -> Path:
+    """Write ``text`` to ``path`` atomically; an existing file that is not our page only with ``force``."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a page is as readable as any new file
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     except OSError as exc:
         raise MvsearchError(f"cannot write {path}: {exc.strerror or exc}; choose another -o path") from None
-    return path
+    check_output(path, force=force)
+    try:
+        return write_atomic(path, text)
+    except OSError as exc:
+        raise MvsearchError(f"cannot write {path}: {exc.strerror or exc}; choose another -o path") from None
 
 
 def check_png() -> None:
@@ -125,115 +201,89 @@ def write_pngs(figs: dict[str, Any], html_path: Path) -> list[Path]:
     return final
 
 
-def _num(v: Any, text: str | None = None) -> str:
-    """A numeric cell: sorts by ``v`` (missing values last), shows ``text``."""
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-    shown = text if text is not None else ("-" if v is None else str(v))
-    return f'<td data-v="{v if ok else ""}">{_esc(shown)}</td>'
+# ---------------------------------------------------------------------- tables
+def _ref(r: TrialRecord) -> str:
+    return r.ref or str(r.number)
 
 
-def _txt(text: Any, cls: str = "") -> str:
-    """A text cell: sorts alphabetically."""
-    c = f' class="{cls}"' if cls else ""
-    return f"<td{c}>{_esc(text)}</td>"
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
-
-
-def front_table(p: Pareto) -> str:
-    head = ["rank", "trial", "accuracy", "FLOPs", "params", "latency", "arch", "paper tier"]
+def front_table(p: Pareto) -> Table:
+    head = (("rank", False), ("trial", False), ("accuracy", False), ("FLOPs", False), ("params", False),
+            ("latency", False), ("arch", True), ("paper tier", False))
     rows = []
     for row, pt in zip(table(p), p.front):
         lat = pt.latency.median_ms if pt.latency is not None else None
-        rows.append("<tr>" + _num(row["rank"]) + _num(row["trial"]) + _num(row["accuracy"], _pct(row["accuracy"]))
-                    + _num(row["flops"], human(row["flops"])) + _num(row["params"], human(row["params"]))
-                    + _num(lat, row["latency"]) + _txt(row["arch"], "arch") + _txt(row["paper tier"])
-                    + "</tr>")
-    ths = "".join(f'<th class="{"l" if h == "arch" else ""}">{h}</th>' for h in head)
-    return f'<table class="sortable front"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        rows.append(("", (num(row["rank"]), txt(_ref(pt.record)), num(row["accuracy"], pct(row["accuracy"])),
+                          num(row["flops"], format_flops(row["flops"])), num(row["params"], format_count(row["params"])),
+                          num(lat, row["latency"]), txt(row["arch"], "arch"), txt(row["paper tier"]))))
+    return Table("front", head, tuple(rows), "rank (1 = most accurate)")
 
 
-def trials_table(recs: Sequence[TrialRecord], latency: dict[str, Any]) -> str:
-    head = ["trial", "state", "tier", "accuracy", "FLOPs", "params", "latency ms", "×XXS", "epochs", "wall s",
-            "arch"]
+def trials_table(recs: Sequence[TrialRecord], latency: dict[str, Any]) -> Table:
+    """Every trained or failed trial, in stored order (tier by tier, then by number)."""
+    head = (("trial", False), ("state", True), ("tier", False), ("accuracy", False), ("FLOPs", False),
+            ("params", False), ("latency ms", False), ("×XXS", False), ("epochs", False), ("wall s", False),
+            ("arch", True))
     rows = []
-    for r in sorted(recs, key=lambda r: r.number):
-        lat = latency.get(f"trial:{r.number}")
-        wall = r.user_attrs.get("wall_s", r.duration_s)
-        wall = float(wall) if isinstance(wall, (int, float)) else None
+    for i, r in enumerate(recs):
+        lat = latency.get(trial_key(_ref(r)))
+        wall = r.wall_s if r.wall_s is not None else r.duration_s
         label = r.preset + " (baseline)" if r.baseline and r.preset else r.summary()
-        rows.append(
-            f'<tr class="{r.state}">' + _num(r.number) + _txt(r.state.lower(), "l")
-            + _txt(r.tier or "-") + _num(r.accuracy, _pct(r.accuracy))
-            + _num(r.flops, human(r.flops)) + _num(r.params, human(r.params))
-            + _num(lat.median_ms if lat else None, f"{lat.median_ms:.2f}" if lat else "-")
-            + _num(lat.ratio_xxs if lat else None, f"{lat.ratio_xxs:.2f}" if lat else "-")
-            + _num(len(figures._curve(r))) + _num(wall, f"{wall:.1f}" if wall is not None else "-")
-            + _txt(label, "arch") + "</tr>")
-    ths = "".join(f'<th class="{"l" if h in ("arch", "state") else ""}">{h}</th>' for h in head)
-    return f'<table class="sortable trials"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        rows.append((r.state, (
+            num(i, _ref(r)), txt(r.state.lower(), "l"), txt(r.tier or "-"), num(r.accuracy, pct(r.accuracy)),
+            num(r.flops, format_flops(r.flops)), num(r.params, format_count(r.params)),
+            num(lat.median_ms if lat else None, f"{lat.median_ms:.2f}" if lat else "-"),
+            num(lat.ratio_xxs if lat else None, f"{lat.ratio_xxs:.2f}" if lat else "-"),
+            num(len(figures.curve(r))), num(wall, f"{wall:.1f}" if wall is not None else "-"),
+            txt(label, "arch"))))
+    return Table("trials", head, tuple(rows), "trial (tier, then number)")
+
+
+# ---------------------------------------------------------------------- the Pareto page
+def _where(name: str, url: str) -> Markup:
+    return Markup("study <b>{}</b> in {}").format(name, url)
 
 
 def pareto_page(p: Pareto) -> str:
-    dev = f"; latency on {_esc(p.device.label())}" if p.device is not None else ""
-    sub = (f"study <b>{_esc(p.study_name)}</b> in {_esc(p.storage)} · deployment resolution "
-           f"{p.resolution[0]}x{p.resolution[1]}, {p.num_classes} classes{dev}")
-    body = fig_div(figures.pareto_figure(p), f"plot-pareto-{p.x.name}") + front_table(p)
-    return page(f"Pareto front: accuracy vs {p.x.name}", sub, [("front", "Pareto front", body)])
+    sub = [_where(p.study_name, p.storage),
+           f"deployment resolution {p.resolution[0]}x{p.resolution[1]}, {p.num_classes} classes"]
+    if p.device is not None:
+        sub.append(f"latency on {p.device.label()}")
+    blocks = (figure(figures.pareto_figure(p), f"plot-pareto-{p.x.name}"), front_table(p))
+    return render(f"Pareto front: accuracy vs {p.x.name}", sub, [Section("front", "Pareto front", blocks)])
 
 
-def write_pareto(p: Pareto, path: str | Path, *, png: bool = False) -> Path:
+def write_pareto(p: Pareto, path: str | Path, *, png: bool = False, force: bool = False) -> Path:
+    """The Pareto page at ``path`` (``force``: replace a file that is not an mvsearch page)."""
     if png:
         check_png()
-    out = write_page(path, pareto_page(p))
+    out = write_page(path, pareto_page(p), force=force)
     if png:
         write_pngs({f"pareto-{p.x.name}": figures.pareto_figure(p)}, out)
     return out
 
 
-SUMMARY_KEYS = {
-    "space": "space", "space_file": "space file", "budget": "budget", "tiers": "tiers",
-    "max_params": "max params", "resolution": "deployment resolution",
-    "deployment_resolution": "deployment resolution", "num_classes": "classes", "data": "data",
-    "proxy": "proxy", "sampler": "sampler", "pruner": "pruner", "seed": "seed",
-    "mvsearch_version": "mvsearch version",
-}
+# ---------------------------------------------------------------------- the study report
+PRESETS = "presets"  # the study of paper presets trained outside every tier
+
+#: search attributes shown elsewhere in the summary, or only machine-readable
+HIDDEN = {"search", "tier", "schema_version", "budgets", "space_yaml", "space", "space_file", "budget", "tiers",
+          "max_params", "resolution", "deployment_resolution", "num_classes", "data", "proxy", "sampler", "pruner",
+          "seed", "mvsearch_version"}
 
 
-def _fmt(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, sort_keys=False)
-
-
-def importances(study: Any, numbers: set[int]) -> tuple[dict[str, float] | None, str]:
-    """Optuna's parameter importances over the completed trials ``numbers``, or why there are none."""
-    import optuna
-
-    trials = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-              if t.number in numbers and t.params]
-    if len(trials) < MIN_IMPORTANCE_TRIALS:
-        return None, (f"parameter importances need at least {MIN_IMPORTANCE_TRIALS} completed trials with "
-                      f"sampled parameters; this study has {len(trials)}")
-    if importlib.util.find_spec("sklearn") is not None:
-        evaluator, name = optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
-    else:  # PED-ANOVA needs no scikit-learn
-        evaluator, name = optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mem = optuna.create_study(direction=study.direction)  # only trained, in-budget trials count
-            mem.add_trials(trials)
-            imp = optuna.importance.get_param_importances(mem, evaluator=evaluator)
-    except Exception as exc:  # optuna raises plain ValueError/RuntimeError for degenerate spaces
-        return None, f"parameter importances could not be computed: {str(exc).strip().splitlines()[0]}"
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    if not imp:
-        return None, "no sampled parameter is shared by all completed trials, so none can be ranked"
-    return imp, name
+def text(v: Any) -> str:
+    """An attribute as a person reads it: ``1.5G, 2G`` for a list, ``epochs 4, lr 0.002`` for a mapping."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(text(x) for x in v) or "none"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {text(x)}" for k, x in v.items()) or "none"
+    return str(v)
 
 
 @dataclass
@@ -242,45 +292,71 @@ class Report:
     storage: str
     html: str
     figures: dict[str, Any] = field(default_factory=dict)  # name -> plotly figure, in page order
-    notes: list[str] = field(default_factory=list)  # sections shown as a note instead of a plot
+    notes: list[str] = field(default_factory=list)  # figures shown as a note instead of a plot
 
 
-def _summary(study: Any, name: str, url: str, recs_all: Sequence[TrialRecord], p_counts: dict[str, int],
-             device: Any, proxy_epochs: int | None) -> str:
-    ua = dict(study.user_attrs)
-    items = [(label, _fmt(ua[k])) for k, label in SUMMARY_KEYS.items() if k in ua]
-    # the budget's machine form repeats "budget"; the space file is shown whole below the list
-    items += [(k, _fmt(v)) for k, v in ua.items() if k not in SUMMARY_KEYS and k not in ("budgets", "space_yaml")]
+def _summary(ua: dict[str, Any], tiers: Sequence[str], recs_all: Sequence[TrialRecord], counts: dict[str, int],
+             res: tuple[int, int], k: int, device: Any) -> tuple[Any, ...]:
+    items: list[tuple[str, str]] = []
+    if ua.get("space"):
+        items.append(("space", str(ua["space"]) + (f" ({ua['space_file']})" if ua.get("space_file") else "")))
+    elif ua.get("space_file"):
+        items.append(("space", str(ua["space_file"])))
+    if ua.get("budget"):
+        items.append(("budget", text(ua["budget"])))
+    if tiers:
+        items.append(("tiers", ", ".join(tiers)))
+    if ua.get("max_params"):
+        items.append(("max params", format_count(ua["max_params"])))
+    items.append(("deployment", f"{res[0]}x{res[1]}, {k} classes"))
+    if ua.get("data"):
+        items.append(("data", text(ua["data"])))
+    if isinstance(ua.get("proxy"), dict):
+        items.append(("proxy", describe_proxy(ua["proxy"])))
+    if ua.get("sampler") or ua.get("pruner"):
+        items.append(("sampler / pruner", f"{ua.get('sampler') or '-'} / {ua.get('pruner') or '-'}"))
+    for key, label in (("seed", "seed"), ("mvsearch_version", "mvsearch version")):
+        if ua.get(key) is not None:
+            items.append((label, text(ua[key])))
+    items += [(key.replace("_", " "), text(v)) for key, v in ua.items() if key not in HIDDEN]
     recs = [r for r in recs_all if not r.over_budget]
     trained = [r for r in recs if r.trained]
-    wall = sum(float(r.user_attrs.get("wall_s") or r.duration_s or 0.0) for r in trained)
-    epochs = sum(len(figures._curve(r)) for r in trained)
-    full = proxy_epochs or max((len(figures._curve(r)) for r in trained if r.state == "COMPLETE"), default=0)
-    saved = sum(max(0, full - len(figures._curve(r))) for r in trained if r.state == "PRUNED")
-    states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(p_counts.items()) if k != "REJECTED")
+    wall = sum(float(r.wall_s or r.duration_s or 0.0) for r in trained)
+    epochs = sum(len(figures.curve(r)) for r in trained)
+    proxy = ua.get("proxy") if isinstance(ua.get("proxy"), dict) else {}
+    full = proxy.get("epochs") if isinstance(proxy.get("epochs"), int) else None
+    full = full or max((len(figures.curve(r)) for r in trained if r.state == "COMPLETE"), default=0)
+    saved = sum(max(0, full - len(figures.curve(r))) for r in trained if r.state == "PRUNED")
+    states = ", ".join(f"{v} {s.lower()}" for s, v in sorted(counts.items()) if s != "REJECTED")
+    presets = [r for r in recs if r.baseline and r.state == "COMPLETE" and r.accuracy is not None]
     items += [
         ("trials", states or "none"),
-        ("budget rejections", f"{p_counts.get('REJECTED', 0)} candidates over budget, never trained"),
+        ("budget rejections", f"{counts.get('REJECTED', 0)} candidates over budget, never trained"),
+        ("paper presets", ", ".join(f"{r.preset or _ref(r)} {pct(r.accuracy)}" for r in presets) or "none trained"),
         ("total compute", f"{wall / 3600:.2f} h of training wall time, {epochs} epochs trained"
                           + (f", {saved} epochs saved by pruning (of {full} per trial)" if full else "")),
         ("latency device", device.label() if device is not None else "none measured"),
     ]
-    html = "<dl>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in items) + "</dl>"
+    blocks: list[Any] = [Facts(tuple(items))]
     if isinstance(ua.get("space_yaml"), str):
-        html += f"<details><summary>the search space file</summary><pre>{_esc(ua['space_yaml'])}</pre></details>"
-    return html
+        blocks.append(Details("the search space file", ua["space_yaml"]))
+    return tuple(blocks)
 
 
 def build_report(study_name: str | None = None, storage: str | None = None, *, backend: str | None = None) -> Report:
-    """Load a study and lay out its whole report (nothing written)."""
+    """Load a search (all its tiers' studies) and lay out its whole report (nothing written)."""
     from mvsearch.latency import study as lt
     from mvsearch.latency import store as ls
-    from mvsearch.search import storage as st
-    from mvsearch.search import record as rec
+    from mvsearch.search.storage import open_search
 
-    name, url = st.resolve(study_name, storage)
-    study = st.load(name, url)
-    recs_all = rec.records(study, include_rejected=True)
+    search = open_search(study_name, storage)
+    name, url = search.name, search.url
+    ua = search.user_attrs
+    known = [str(t) for t in ua.get("tiers") or []]  # the search's own order (cheapest first), presets last
+    studies = sorted(search.studies.items(), key=lambda kv: (kv[0] == PRESETS, known.index(kv[0])
+                                                              if kv[0] in known else len(known), kv[0]))
+    order = {s.study_name: i for i, (_, s) in enumerate(studies)}
+    recs_all = sorted(search.records(include_rejected=True), key=lambda r: (order.get(r.study, 0), r.number))
     recs = [r for r in recs_all if not r.over_budget]
     if not recs:
         rej = len(recs_all)
@@ -288,17 +364,20 @@ def build_report(study_name: str | None = None, storage: str | None = None, *, b
         raise StudyError(f"study {name!r} has no trials yet{extra}; run `mvsearch run --study {name}` first")
     device = ls.pick_device(url, name, backend)
     latency = ls.latencies(url, name, device) if device is not None else {}
-    res, k = lt.deployment_resolution(study, recs), lt.study_num_classes(study, recs)
+    res, k = lt.deployment_resolution(search, recs), lt.study_num_classes(search, recs)
     rep = Report(name, url, "")
-    sections: list[tuple[str, str, str]] = []
+    tiers = {label: s for label, s in studies if label != PRESETS}
+    several = len(tiers) > 1
+    body: dict[str, list[Any]] = {}
 
-    def add(key: str, heading: str, fig: Any, why: str, extra: str = "") -> None:
+    def add(section: str, key: str, fig: Any, why: str, label: str = "", code: str | None = None) -> None:
+        key = f"{key}-{label}" if several and label else key
         if fig is None:
             rep.notes.append(key)
-            sections.append((key, heading, f'<p class="note">{_esc(why)}</p>{extra}'))
+            body.setdefault(section, []).append(Note(f"tier {label}: {why}" if several and label else why, code))
         else:
             rep.figures[key] = fig
-            sections.append((key, heading, fig_div(fig, f"plot-{key}") + extra))
+            body.setdefault(section, []).append(figure(fig, f"plot-{key}"))
 
     fronts: dict[str, Pareto] = {}
     for axis in AXES:
@@ -306,41 +385,63 @@ def build_report(study_name: str | None = None, storage: str | None = None, *, b
             continue
         fronts[axis] = build(name, url, recs_all, axis, resolution=res, num_classes=k, latency=latency or None,
                              device=device)
-    proxy = study.user_attrs.get("proxy")
-    epochs = proxy.get("epochs") if isinstance(proxy, dict) and isinstance(proxy.get("epochs"), int) else None
     counts = next(iter(fronts.values())).counts
-    sections.append(("summary", "Summary", _summary(study, name, url, recs_all, counts, device, epochs)))
     no_front = "no completed trial yet, so no front: every trial was pruned or failed"
-    for axis, p in fronts.items():
-        add(f"pareto-{axis}", f"Pareto front: accuracy vs {axis}", figures.pareto_figure(p) if p.points else None,
-            no_front, front_table(p) if p.points else "")
-    if "latency" not in fronts:
-        rep.notes.append("pareto-latency")
-        sections.append(("pareto-latency", "Pareto front: accuracy vs latency",
-                         f'<p class="note">no latency measured; run <code>mvsearch latency --study {_esc(name)} '
-                         f'--storage {_esc(url)}</code></p>'))
-    add("history", "Optimization history", figures.history_figure(recs), "no completed trial yet")
-    add("curves", "Intermediate values and pruning", figures.curves_figure(recs),
-        "no trial reported an intermediate value")
-    done = {r.number for r in recs if r.state == "COMPLETE" and r.accuracy is not None}
-    imp, how = importances(study, done)
-    add("importance", "Parameter importances", figures.importance_figure(imp, how) if imp else None, how)
-    add("knobs", "Knobs (parallel coordinates)", figures.parcoords_figure(recs),
-        "needs at least two completed trials whose architectures differ")
-    add("edf", "Error EDF across the space", figures.edf_figure(recs), "no completed searched trial yet")
-    sections.append(("trials", f"Trials ({len(recs)}; click a header to sort)", trials_table(recs, latency)))
-    sub = (f"study <b>{_esc(name)}</b> in {_esc(url)} · deployment resolution {res[0]}x{res[1]}, {k} classes")
-    rep.html = page(f"mvsearch report: {name}", sub, sections)
+    for axis in AXES:
+        p = fronts.get(axis)
+        if p is None:
+            add("pareto-latency", "pareto-latency", None, "no latency measured; run",
+                code=f"mvsearch latency --study {name} --storage {url}")
+            continue
+        add(f"pareto-{axis}", f"pareto-{axis}", figures.pareto_figure(p) if p.points else None, no_front)
+        if p.points:
+            body[f"pareto-{axis}"].append(front_table(p))
+    searched = []
+    for label, s in tiers.items():
+        rs = [r for r in recs_all if r.study == s.study_name]
+        mem = figures.trained_copy(s, rs, s.study_name)
+        n = sum(1 for r in rs if r.state == "COMPLETE" and r.accuracy is not None and not r.baseline
+                and not r.over_budget)
+        edf_name = f"tier {label} (n={n})" if several and label else f"searched models (n={n})"
+        only = figures.trained_copy(s, rs, edf_name, searched_only=True)
+        searched.append(only)
+        add("history", "history", figures.history_figure(mem, rs, label), "no completed trial yet", label)
+        add("curves", "curves", figures.intermediate_figure(mem, rs, label), "no trial reported an intermediate value",
+            label)
+        imp, how = figures.importances(only)
+        add("importance", "importance", figures.importance_figure(only, list(imp), how, label) if imp else None,
+            how, label)
+        add("knobs", "knobs", figures.parallel_figure(only, list(imp) if imp else None, label),
+            "needs at least two completed searched trials whose parameters differ", label)
+    add("edf", "edf", figures.edf_figure(searched, [r for r in recs if r.baseline]),
+        "no completed searched trial yet")
+    tier_labels = [t for t in tiers if t] or sorted({r.tier for r in recs if r.tier})
+    sections = [Section("summary", "Summary", _summary(ua, tier_labels, recs_all, counts, res, k, device))]
+    headings = {"pareto-flops": "Pareto front: accuracy vs FLOPs", "pareto-params": "Pareto front: accuracy vs params",
+                "pareto-latency": "Pareto front: accuracy vs latency", "history": "Optimization history",
+                "curves": "Intermediate values and pruning", "importance": "Parameter importances",
+                "knobs": "Parallel coordinates", "edf": "Accuracy EDF across the space"}
+    sections += [Section(key, heading, tuple(body[key])) for key, heading in headings.items()]
+    sections.append(Section("trials", f"Trials ({len(recs)})", (trials_table(recs, latency),)))
+    sub = [_where(name, url), f"deployment resolution {res[0]}x{res[1]}, {k} classes"]
+    if tier_labels:
+        sub.append(f"tiers {', '.join(tier_labels)}")
+    rep.html = render(f"mvsearch report: {name}", sub, sections)
     return rep
 
 
 def write_report(study_name: str | None = None, storage: str | None = None, out: str | Path | None = None, *,
-                 backend: str | None = None, png: bool = False) -> tuple[Path, Report]:
-    """Build the report and write it (default ``reports/<study>.html``); PNGs beside it on request."""
+                 backend: str | None = None, png: bool = False, force: bool = False) -> tuple[Path, Report]:
+    """Build the report and write it (default ``reports/<search>.html``); PNGs beside it on request.
+
+    ``force``: replace an existing file that is not a page mvsearch wrote.
+    """
     if png:
         check_png()
+    if out is not None:
+        check_output(out, force=force)
     rep = build_report(study_name, storage, backend=backend)
-    path = write_page(out or Path("reports") / f"{rep.study_name}.html", rep.html)
+    path = write_page(out or Path("reports") / f"{rep.study_name}.html", rep.html, force=force)
     if png:
         write_pngs(rep.figures, path)
     return path, rep
