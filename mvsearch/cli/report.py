@@ -14,8 +14,10 @@ from mvsearch.analysis.report import write_report
 @click.option("--backend", default=None, help="Latency figures from this backend (torch, onnxruntime); "
                                                "default: the device that measured most trials.")
 @click.option("--png", is_flag=True, help="Also write each figure as PNG beside the page (needs kaleido).")
-def command(study_name, storage, output, backend, png):
-    """Write the study page: summary, Pareto plots, history, curves, importances, knobs, EDF, trials."""
-    path, rep = write_report(study_name, storage, output, backend=backend, png=png)
+@click.option("--force", is_flag=True, help="Replace the output file even if it is not a page mvsearch wrote.")
+def command(study_name, storage, output, backend, png, force):
+    """Write the search's page: summary, Pareto plots, then per tier Optuna's history, intermediate
+    values, importances and parallel coordinates, the EDF, and every trial."""
+    path, rep = write_report(study_name, storage, output, backend=backend, png=png, force=force)
     notes = f"; shown as notes: {', '.join(rep.notes)}" if rep.notes else ""
     click.echo(f"wrote {path} ({len(rep.figures)} figures{notes})")
