@@ -1,6 +1,7 @@
 """``mvsearch train``: one proxy training of a preset or config on real data."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,9 +10,13 @@ import torch
 
 from mvsearch.arch.geometry import check_resolution
 from mvsearch.cli.options import echo, load_arch_choice, print_json
-from mvsearch.core.atomic import save_state_dict
-from mvsearch.core.errors import DataError, MvsearchError
-from mvsearch.data import load_data
+from mvsearch.core.atomic import check_target, save_state_dict
+from mvsearch.core.errors import DataError, MvsearchError, TrainError
+from mvsearch.core.runtime import resolve_device
+from mvsearch.core.limits import check_digits
+from mvsearch.core.text import quote, shorten
+from mvsearch.cost.bounds import check_cost
+from mvsearch.data import load_data, parse_spec, proxy_split
 from mvsearch.proxy.evaluate import evaluate
 from mvsearch.proxy.run import run_proxy
 from mvsearch.proxy.settings import ProxySettings, collapse_warnings, proxy_arch
@@ -31,9 +36,9 @@ class _Samples(click.ParamType):
         if str(value).strip().lower() == "all":
             return None
         try:
-            n = int(value)
-        except ValueError:
-            self.fail(f"expected a positive integer or 'all', got {value!r}", param, ctx)
+            n = int(check_digits(str(value), "", TrainError))
+        except (ValueError, TrainError):
+            self.fail(f"expected a positive integer or 'all', got {shorten(value)}", param, ctx)
         if n < 1:
             self.fail(f"expected a positive integer or 'all', got {n}", param, ctx)
         return n
@@ -75,29 +80,42 @@ def command(preset, config_path, data_spec, epochs, resolution, stem_stride, bat
             download, as_json):
     """Train a preset or config with the proxy settings and report validation accuracy per epoch."""
     t0 = time.perf_counter()
+    # every option and file is checked before anything is loaded, trained or written
     cfg = load_arch_choice(preset, config_path, None)
-    weights = Path(save_weights) if save_weights else None
-    if weights is not None and not weights.parent.is_dir():
-        raise DataError(f"--save-weights: folder {weights.parent} does not exist; create it first")
     proxy = ProxySettings(data=data_spec, resolution=resolution, stem_stride=int(stem_stride),
                           epochs=epochs, batch_size=batch_size, train_samples=train_samples,
                           val_samples=val_samples, lr=lr)
+    proxy.train_config(seed=seed, device=device, threads=threads, compile=use_compile)  # seed, threads bounds
+    resolve_device(device)  # --device cuda without a GPU fails here, not after loading the data
+    arch = proxy_arch(cfg, proxy, cfg.num_classes)
+    check_resolution(arch, resolution)
+    check_cost(arch, resolution, batch=batch_size, what="the proxy network")
+    parse_spec(data_spec)
+    weights = Path(save_weights) if save_weights else None
+    if weights is not None:
+        if not weights.parent.is_dir():
+            raise DataError(f"--save-weights: folder {quote(weights.parent)} does not exist; create it first")
+        check_target(weights)  # a directory, a device or a FIFO is refused now, not after the training
+        if not os.access(weights.parent, os.W_OK | os.X_OK):
+            raise DataError(f"--save-weights: folder {quote(weights.parent)} is not writable; choose another")
     tty = sys.stderr.isatty()
 
     def report(e):
         if not as_json:
             echo(f"epoch {e.epoch}/{epochs}  val_acc {e.val_accuracy:.4f}  val_loss {e.val_loss:.4f}  "
-                       f"train_loss {e.train_loss:.4f}  {e.images_per_s:.0f} img/s")
+                 f"train_loss {e.train_loss:.4f}  {e.images_per_s:.0f} img/s")
 
-    check_resolution(proxy_arch(cfg, proxy, cfg.num_classes), resolution)
-    for w in collapse_warnings(proxy_arch(cfg, proxy, cfg.num_classes), resolution):
-        echo(f"warning: {w}", err=True)  # before the (long) training, where it can be acted on
-    data = load_data(data_spec, resolution=resolution, cache_dir=cache_dir, download=download)
+    split: list = []
+    data = load_data(data_spec, resolution=resolution, cache_dir=cache_dir, download=download,
+                     check=lambda d: split.append(proxy_split(d, train_samples=proxy.train_samples,
+                                                              val_samples=proxy.val_samples, seed=0)))
     data_s = time.perf_counter() - t0
+    for w in collapse_warnings(arch, resolution):  # after the checks (a bad input is one error line),
+        echo(f"warning: {w}", err=True)  # before the (long) training, where it can be acted on
     if not as_json:
         echo(f"{data.summary()}{' (cached)' if data.cached else ''}, loaded in {data_s:.1f} s")
     run = run_proxy(cfg, proxy, seed=seed, device=device, threads=threads, compile=use_compile, data=data,
-                    callback=report, progress=tty)
+                    split=split[0], callback=report, progress=tty)
     res = run.result
     out = res.to_dict()
     out.update({
@@ -113,7 +131,7 @@ def command(preset, config_path, data_spec, epochs, resolution, stem_stride, bat
         try:
             save_state_dict(run.model, weights)
         except OSError as exc:
-            raise MvsearchError(f"--save-weights: cannot write {weights} ({exc.strerror})") from None
+            raise MvsearchError(f"--save-weights: cannot write {quote(weights)} ({exc.strerror})") from None
         out["weights"] = str(weights)
     if as_json:
         print_json(out)

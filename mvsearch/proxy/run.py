@@ -7,6 +7,7 @@ from torch import nn
 
 from mvsearch.arch.config import ArchConfig
 from mvsearch.arch.geometry import check_resolution
+from mvsearch.cost.bounds import check_cost
 from mvsearch.data import ProxySplit, TensorData, load_data, proxy_split
 from mvsearch.proxy.settings import ProxySettings, collapse_warnings, proxy_arch
 from mvsearch.proxy.trainer import EpochStats, TrainResult, build_seeded, train
@@ -39,6 +40,7 @@ def run_proxy(cfg: ArchConfig, proxy: ProxySettings, *, seed: int = 0, device: s
         split = proxy_split(data, train_samples=proxy.train_samples, val_samples=proxy.val_samples, seed=0)
     arch = proxy_arch(cfg, proxy, data.num_classes)
     check_resolution(arch, proxy.resolution)
+    check_cost(arch, proxy.resolution, batch=proxy.batch_size, what="the proxy network")
     warnings = collapse_warnings(arch, proxy.resolution)
     tc = proxy.train_config(seed=seed, device=device, threads=threads, compile=compile)
     model = build_seeded(arch, seed)

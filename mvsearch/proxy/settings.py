@@ -21,6 +21,8 @@ from typing import Any, Mapping
 from mvsearch.arch.config import ArchConfig
 from mvsearch.arch.geometry import num_patches, stage_maps
 from mvsearch.core.errors import TrainError
+from mvsearch.core.limits import MAX_RESOLUTION, MAX_SAMPLES, check_int
+from mvsearch.core.text import shorten
 from mvsearch.proxy.trainer import TrainConfig
 
 
@@ -44,7 +46,13 @@ class ProxySettings:
         if self.stem_stride not in (1, 2) or isinstance(self.stem_stride, bool):
             raise TrainError(f"proxy stem_stride: must be 1 or 2, got {self.stem_stride!r}")
         if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution < 8:
-            raise TrainError(f"proxy resolution: must be an integer >= 8, got {self.resolution!r}")
+            raise TrainError(f"proxy resolution: must be an integer >= 8, got {shorten(self.resolution)}")
+        check_int(self.resolution, "proxy resolution", 8, MAX_RESOLUTION, TrainError)
+        if self.train_samples is not None:
+            check_int(self.train_samples, "train_samples", 1, MAX_SAMPLES, TrainError)
+        check_int(self.val_samples, "val_samples", 1, MAX_SAMPLES, TrainError)
+        if not isinstance(self.data, str):
+            raise TrainError(f"data: must be a data spec string, got {shorten(self.data)}")
         self.train_config()  # validates the training fields
 
     def train_config(self, **overrides: Any) -> TrainConfig:

@@ -29,6 +29,8 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, S
 from mvsearch.arch.config import ArchConfig
 from mvsearch.core.allocator import hold_freed_memory
 from mvsearch.core.errors import NonFiniteLossError, TrainError
+from mvsearch.core.limits import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_THREADS, check_int
+from mvsearch.core.text import shorten
 from mvsearch.core.runtime import autocast, cpu_threads, resolve_device
 from mvsearch.data.split import ProxySplit
 # bench/ and tests/test_cli_run.py still import augment, compact, crop_padding and evaluate from here
@@ -66,14 +68,17 @@ class TrainConfig:
                 raise TrainError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.bn_calibration, bool) or not isinstance(self.bn_calibration, int) or self.bn_calibration < 0:
             raise TrainError(f"bn_calibration: must be a non-negative integer, got {self.bn_calibration!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "nan_check_every"):
+        for name, bound in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH), ("eval_batch_size", MAX_BATCH),
+                            ("nan_check_every", MAX_EPOCHS)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise TrainError(f"{name}: must be a positive integer, got {v!r}")
+                raise TrainError(f"{name}: must be a positive integer, got {shorten(v)}")
+            check_int(v, name, 1, bound, TrainError)
+        check_int(self.seed, "seed", 0, MAX_SEED, TrainError)
         for name in ("lr", "weight_decay", "warmup_epochs", "label_smoothing"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise TrainError(f"{name}: must be a finite number >= 0, got {v!r}")
+                raise TrainError(f"{name}: must be a finite number >= 0, got {shorten(v)}")
         if self.lr <= 0:
             raise TrainError(f"lr: must be > 0, got {self.lr}")
         if self.label_smoothing >= 1:
@@ -83,6 +88,8 @@ class TrainConfig:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise TrainError(f"threads: must be a positive integer or None, got {self.threads!r}")
+        if self.threads is not None:
+            check_int(self.threads, "threads", 1, MAX_THREADS, TrainError)
         if self.crop_padding is not None and (not isinstance(self.crop_padding, int) or self.crop_padding < 0):
             raise TrainError(f"crop_padding: must be an integer >= 0 or None, got {self.crop_padding!r}")
 
