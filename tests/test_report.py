@@ -136,7 +136,7 @@ def test_summary_is_readable_text(tiered_report):
     summary = section(tiered_report.html, "summary")
     for text in ("tiny (spaces/tiny.yaml)", "0.03G FLOPs", "<dd>small, large</dd>", "64x64, 10 classes",
                  "32x32, stem stride 1, 3 epochs, 64 train / 32 val images, batch 8, lr 0.002", "tpe / median",
-                 "16 complete, 1 pruned", "1 candidates over budget, never trained", "mobilevit_xxs 72.00%",
+                 "16 complete, 1 pruned", "1 candidate over budget, never trained", "mobilevit_xxs 72.00%",
                  "2 epochs saved by pruning (of 3 per trial)", "none measured"):
         assert text in summary, text
     assert "[" not in summary and "{" not in summary and "&#34;" not in summary and "&quot;" not in summary
@@ -311,7 +311,7 @@ def test_our_own_page_and_an_empty_file_are_replaced(study, tmp_path):
     write_report(*study, out)  # the page just written carries the marker
     p = compute(*study, "flops")
     write_pareto(p, out)  # either page is "ours"
-    assert "Pareto front: accuracy vs flops" in out.read_text()
+    assert "Pareto front: accuracy vs FLOPs" in out.read_text()
 
 
 def test_the_pareto_page_refuses_a_stranger_too(study, tmp_path):

@@ -31,6 +31,10 @@ BLUE, RED, GREY, GREEN = "#1f77b4", "#d62728", "#9a9a9a", "#2ca02c"
 MIN_IMPORTANCE_TRIALS = 10  # below this, importances are noise: the page says so instead
 
 
+#: a cost axis as titles write it
+COST = {"flops": "FLOPs", "params": "params", "latency": "latency"}
+
+
 MAX_AXES = 8  # parallel coordinates: accuracy and the most important parameters, at most this many axes
 
 
@@ -98,7 +102,7 @@ def pareto_figure(p: Pareto) -> go.Figure:
                                xanchor="right", yanchor="top", font=dict(size=10, color=GREEN))
     c = p.counts
     dev = f" · latency on {p.device.label()}" if p.device is not None and p.x.name == "latency" else ""
-    style(fig, f"{p.study_name}: accuracy vs {p.x.name}",
+    style(fig, f"{p.study_name}: accuracy vs {COST.get(p.x.name, p.x.name)}",
           f"{c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed, "
           f"{c.get('REJECTED', 0)} over budget never trained{dev}")
     # FLOPs and params in k/M/G (plotly's default writes a billion as "B")
@@ -255,6 +259,9 @@ def parallel_figure(mem: optuna.Study, ranked: Sequence[str] | None, label: str 
     with quiet():
         fig = optuna.visualization.plot_parallel_coordinate(mem, params=list(params), target_name="accuracy")
     _readable_ticks(fig, mem, params)
+    for tr in fig.data:  # the colour bar (on Optuna's last, empty trace) in percent like the accuracy axis
+        if tr.marker is not None and tr.marker.showscale:
+            tr.marker.colorbar.update(tickformat=".0%", title=dict(text="accuracy"))
     more = f"; the {len(params)} most important of {len(varying)} varying" if len(varying) > len(params) else ""
     style(fig, tier_title("Parallel coordinates", label),
           f"{len(done)} completed searched trials, coloured by accuracy{more}", height=500)
@@ -321,5 +328,5 @@ def edf_figure(mems: Sequence[optuna.Study], baselines: Sequence[TrialRecord]) -
     style(fig, "Accuracy EDF of the searched models",
           "fraction of completed searched models at or below each accuracy (Radosavovic et al., 2020)")
     fig.update_layout(showlegend=True, xaxis=dict(title="accuracy", tickformat=".0%"),
-                      yaxis=dict(title="fraction of models", tickformat=".0%", range=[0, 1.02]))
+                      yaxis=dict(title="fraction of models", tickformat=".0%", range=[-0.04, 1.04]))
     return fig

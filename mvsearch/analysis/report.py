@@ -249,7 +249,7 @@ def pareto_page(p: Pareto) -> str:
     if p.device is not None:
         sub.append(f"latency on {p.device.label()}")
     blocks = (figure(figures.pareto_figure(p), f"plot-pareto-{p.x.name}"), front_table(p))
-    return render(f"Pareto front: accuracy vs {p.x.name}", sub, [Section("front", "Pareto front", blocks)])
+    return render(f"Pareto front: accuracy vs {figures.COST.get(p.x.name, p.x.name)}", sub, [Section("front", "Pareto front", blocks)])
 
 
 def write_pareto(p: Pareto, path: str | Path, *, png: bool = False, force: bool = False) -> Path:
@@ -329,9 +329,10 @@ def _summary(ua: dict[str, Any], tiers: Sequence[str], recs_all: Sequence[TrialR
     saved = sum(max(0, full - len(figures.curve(r))) for r in trained if r.state == "PRUNED")
     states = ", ".join(f"{v} {s.lower()}" for s, v in sorted(counts.items()) if s != "REJECTED")
     presets = [r for r in recs if r.baseline and r.state == "COMPLETE" and r.accuracy is not None]
+    rejected = counts.get("REJECTED", 0)
     items += [
         ("trials", states or "none"),
-        ("budget rejections", f"{counts.get('REJECTED', 0)} candidates over budget, never trained"),
+        ("budget rejections", f"{rejected} candidate{'' if rejected == 1 else 's'} over budget, never trained"),
         ("paper presets", ", ".join(f"{r.preset or _ref(r)} {pct(r.accuracy)}" for r in presets) or "none trained"),
         ("total compute", f"{wall / 3600:.2f} h of training wall time, {epochs} epochs trained"
                           + (f", {saved} epochs saved by pruning (of {full} per trial)" if full else "")),
@@ -343,6 +344,13 @@ def _summary(ua: dict[str, Any], tiers: Sequence[str], recs_all: Sequence[TrialR
     return tuple(blocks)
 
 
+def _in_order(studies: dict[str, Any], tiers: Any) -> list[tuple[str, Any]]:
+    """(label, study) in the search's own tier order (cheapest first), then any others, presets last."""
+    known = [str(t) for t in tiers] if isinstance(tiers, list) else []
+    return sorted(studies.items(), key=lambda kv: (kv[0] == PRESETS, known.index(kv[0]) if kv[0] in known
+                                                   else len(known), kv[0]))
+
+
 def build_report(study_name: str | None = None, storage: str | None = None, *, backend: str | None = None) -> Report:
     """Load a search (all its tiers' studies) and lay out its whole report (nothing written)."""
     from mvsearch.latency import study as lt
@@ -352,9 +360,7 @@ def build_report(study_name: str | None = None, storage: str | None = None, *, b
     search = open_search(study_name, storage)
     name, url = search.name, search.url
     ua = search.user_attrs
-    known = [str(t) for t in ua.get("tiers") or []]  # the search's own order (cheapest first), presets last
-    studies = sorted(search.studies.items(), key=lambda kv: (kv[0] == PRESETS, known.index(kv[0])
-                                                              if kv[0] in known else len(known), kv[0]))
+    studies = _in_order(search.studies, ua.get("tiers"))
     order = {s.study_name: i for i, (_, s) in enumerate(studies)}
     recs_all = sorted(search.records(include_rejected=True), key=lambda r: (order.get(r.study, 0), r.number))
     recs = [r for r in recs_all if not r.over_budget]
@@ -421,7 +427,8 @@ def build_report(study_name: str | None = None, storage: str | None = None, *, b
                 "pareto-latency": "Pareto front: accuracy vs latency", "history": "Optimization history",
                 "curves": "Intermediate values and pruning", "importance": "Parameter importances",
                 "knobs": "Parallel coordinates", "edf": "Accuracy EDF across the space"}
-    sections += [Section(key, heading, tuple(body[key])) for key, heading in headings.items()]
+    sections += [Section(key, heading, tuple(body.get(key) or [Note("no tier of this search has trials yet")]))
+                 for key, heading in headings.items()]
     sections.append(Section("trials", f"Trials ({len(recs)})", (trials_table(recs, latency),)))
     sub = [_where(name, url), f"deployment resolution {res[0]}x{res[1]}, {k} classes"]
     if tier_labels:
