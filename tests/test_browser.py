@@ -5,8 +5,10 @@ DevTools protocol with a small WebSocket client written below (no extra package)
 the test collects every uncaught exception, console error and log error, every network request
 (anything but file:, data:, blob: or about: fails the test: the pages must work offline), counts
 the markers each plot actually drew in its SVG, clicks a table header to check the sorting script,
-and saves a screenshot under the test's temporary directory. A page with a planted error proves
-the harness sees JavaScript errors.
+checks that no two titles, legends, axis titles, tick labels or annotations of a plot overlap at
+a 1400 px wide window, and saves a screenshot under the test's temporary directory (or under
+``$MVSEARCH_SCREENSHOTS`` when set, to look at). A page with a planted error proves the harness sees
+JavaScript errors, and a planted overlap that it sees overlaps.
 """
 from __future__ import annotations
 
@@ -27,15 +29,17 @@ import pytest
 from mvsearch.analysis.pareto import compute
 from mvsearch.analysis.report import write_pareto, write_report
 from tests._studies import SEARCHED, make_study
+from tests.test_report import tiered_search
 
 pytestmark = pytest.mark.browser
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--disable-extensions", "--mute-audio", "--window-size=1280,1600",
+         "--disable-dev-shm-usage", "--disable-extensions", "--mute-audio", "--window-size=1400,1600",
          # belt and braces for "no network": no proxy reachable, no name resolves
          "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND"]
 LOCAL = ("file:", "data:", "blob:", "about:")
+WIDTH = 1400  # the window width at which nothing on a plot may overlap
 
 
 def chromium() -> str:
@@ -203,8 +207,12 @@ class Browser:
 
     def screenshot(self, path: Path) -> Path:
         """The whole page: the viewport grown to the page's height first (plots re-lay out), then one shot."""
+        keep = os.environ.get("MVSEARCH_SCREENSHOTS")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            path = Path(keep) / path.name
         height = self.eval("document.documentElement.scrollHeight")
-        self.call("Emulation.setDeviceMetricsOverride", width=1280, height=min(int(height), 16000),
+        self.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=min(int(height), 16000),
                   deviceScaleFactor=1, mobile=False)
         self.eval("new Promise(r => setTimeout(r, 500))")  # plotly's responsive resize is debounced
         shot = self.call("Page.captureScreenshot", format="png")
@@ -254,8 +262,38 @@ POINTS = """Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => (
     name: g.__data__[0].trace.name,
     n: g.__data__[0].trace.x.length,
     drawn: g.querySelectorAll('path.point').length})),
-  parcoords: gd.querySelectorAll('.parcoords g.y-axis').length,
+  lines: gd.querySelectorAll('g.trace.scatter path.js-line').length,
   bars: gd.querySelectorAll('g.trace.bars g.point').length}))"""
+
+
+# per plot: every pair of text boxes (titles, legend, colour bar, axis titles, tick labels,
+# annotations) whose rectangles intersect by more than a pixel each way
+OVERLAPS = """Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+  const items = [];
+  const add = (sel, kind) => gd.querySelectorAll(sel).forEach(e => {
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0) items.push({kind, text: (e.textContent || '').slice(0, 40), r});
+  });
+  add('text.gtitle', 'title'); add('text.gtitle-subtitle', 'subtitle'); add('g.legend', 'legend');
+  add('g.colorbar', 'colour bar'); add('text.xtitle, text.ytitle', 'axis title');
+  add('g.xtick text', 'x tick'); add('g.ytick text', 'y tick'); add('g.annotation', 'annotation');
+  const out = [];
+  for (let i = 0; i < items.length; i++) for (let j = i + 1; j < items.length; j++) {
+    const a = items[i].r, b = items[j].r;
+    const w = Math.min(a.right, b.right) - Math.max(a.left, b.left), h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    if (w > 1 && h > 1) out.push(`${items[i].kind} "${items[i].text}" / ${items[j].kind} "${items[j].text}"`);
+  }
+  return [gd.id, out];
+}).filter(p => p[1].length)"""
+
+
+def _no_overlaps(browser: Browser) -> None:
+    browser.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=1600, deviceScaleFactor=1, mobile=False)
+    try:
+        browser.eval("new Promise(r => setTimeout(r, 500))")  # plotly's responsive resize is debounced
+        assert browser.eval(OVERLAPS) == []
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
 
 
 def _visit(browser: Browser, path: Path) -> dict[str, Any]:
@@ -292,6 +330,7 @@ def test_pareto_page_renders_front_and_presets_offline(browser, study, tmp_path)
     labels = browser.eval("Array.from(document.querySelectorAll('.js-plotly-plot text')).map(t => t.textContent)")
     assert {"mobilevit_xxs", "mobilevit_xs"} <= set(labels)
     assert any("S (paper preset" in t for t in labels), labels  # S was not trained: a labelled rule
+    _no_overlaps(browser)
     assert browser.screenshot(tmp_path / "pareto.png").stat().st_size > 10_000
 
 
@@ -304,7 +343,7 @@ def test_report_page_renders_every_section_offline(browser, study, tmp_path):
     assert _drawn(plots["pareto-flops"], "completed") == len(SEARCHED) + 10
     assert _drawn(plots["history"], "completed") == len(SEARCHED) + 10 + 2  # + the two baselines
     assert _drawn(plots["curves"], "stopped by the pruner") == 2
-    assert plots["knobs"]["parcoords"] >= 4  # three varying knobs and accuracy
+    assert plots["knobs"]["lines"] == len(SEARCHED) + 10  # Optuna draws one line per completed searched trial
     assert plots["importance"]["bars"] == 3
     rows = browser.eval("document.querySelectorAll('table.trials tbody tr').length")
     assert rows == 2 + len(SEARCHED) + 2 + 1 + 10  # rejected candidates are not trials people trained
@@ -317,8 +356,38 @@ def test_report_page_renders_every_section_offline(browser, study, tmp_path):
         return Array.from(document.querySelectorAll('table.trials tbody tr')).map(r => r.children[i].dataset.v); })()""")
     values = [float(v) for v in col if v != ""]
     assert values == sorted(values, reverse=True) and col[-1] == ""  # the failed trial's blank sorts last
+    order = browser.eval("document.querySelector('table.trials caption').textContent")
+    assert order == "sorted by accuracy, descending; click a header to sort"
     _clean(browser)
+    _no_overlaps(browser)
     assert browser.screenshot(tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_a_tiered_report_renders_a_figure_per_tier(browser, tmp_path):
+    path, rep = write_report(*tiered_search(tmp_path), tmp_path / "tiered.html")
+    plots = _visit(browser, path)
+    _clean(browser)
+    assert set(plots) == set(rep.figures)
+    assert {"history-small", "history-large", "curves-small", "curves-large", "knobs-small", "knobs-large",
+            "importance-large", "edf"} <= set(plots)
+    assert _drawn(plots["curves-small"], "stopped by the pruner") == 1
+    titles = browser.eval("Array.from(document.querySelectorAll('text.gtitle')).map(t => t.textContent)")
+    assert "Optimization history, tier small" in titles and "Optimization history, tier large" in titles
+    _no_overlaps(browser)
+    assert browser.screenshot(tmp_path / "tiered.png").stat().st_size > 10_000
+
+
+def test_harness_sees_an_overlap(browser, study, tmp_path):
+    # the legend moved onto the title: the overlap check must fail
+    name, storage = study
+    good = write_pareto(compute(name, storage, "flops"), tmp_path / "good.html").read_text()
+    bad = tmp_path / "overlap.html"
+    bad.write_text(good.replace('"legend":{"orientation":"v","x":1.02,"xanchor":"left","y":1,"yanchor":"top"}',
+                                '"legend":{"orientation":"h","x":0,"xanchor":"left","y":1.2,"yanchor":"bottom"}', 1))
+    assert bad.read_text() != good
+    _visit(browser, bad)
+    with pytest.raises(AssertionError, match="legend"):
+        _no_overlaps(browser)
 
 
 def test_harness_reports_a_javascript_error(browser, study, tmp_path):
