@@ -314,6 +314,15 @@ def test_our_own_page_and_an_empty_file_are_replaced(study, tmp_path):
     assert "Pareto front: accuracy vs FLOPs" in out.read_text()
 
 
+def test_a_page_of_an_older_release_is_replaced(study, tmp_path):
+    # pages written before the generator marker: what report.page() wrote then
+    out = tmp_path / "old.html"
+    out.write_text('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n<title>mvsearch report: demo'
+                   '</title>\n<style></style></head><body></body></html>\n')
+    write_report(*study, out)
+    assert 'content="mvsearch' in out.read_text()
+
+
 def test_the_pareto_page_refuses_a_stranger_too(study, tmp_path):
     out = tmp_path / "p.html"
     out.write_text("precious")

@@ -38,6 +38,9 @@ from mvsearch.search.record import TrialRecord, describe_proxy, trial_key
 GENERATOR = f"mvsearch {__version__}"
 MARKER = b'<meta name="generator" content="mvsearch'  # in the head of every page we write
 MARKER_WITHIN = 4096  # bytes of an existing file searched for the marker
+#: the titles of the pages releases before the marker wrote (theirs too, so they are replaced as before)
+LEGACY = (b'<html lang="en"><head><meta charset="utf-8">\n<title>mvsearch report: ',
+          b'<html lang="en"><head><meta charset="utf-8">\n<title>Pareto front: accuracy vs ')
 
 
 # ---------------------------------------------------------------------- what a page is made of
@@ -149,7 +152,7 @@ def is_ours(path: Path) -> bool:
         return True
     except OSError:  # a directory, no permission, ...: the write below says what is wrong
         return True
-    return not head or MARKER in head
+    return not head or MARKER in head or any(head.startswith(b"<!DOCTYPE html>\n" + t) for t in LEGACY)
 
 
 def check_output(path: str | Path, *, force: bool = False) -> None:
