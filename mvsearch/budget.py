@@ -14,6 +14,8 @@ from typing import Iterable
 
 from mvsearch.arch.presets import PAPER_FLOPS
 from mvsearch.core.errors import BudgetError
+from mvsearch.core.limits import MAX_TIERS, check_digits
+from mvsearch.core.text import shorten
 from mvsearch.core.units import format_count, format_flops, parse_flops, parse_params
 
 
@@ -105,6 +107,8 @@ def make_budget(flops: Iterable[int], max_params: int | None = None, labels: Ite
     values = sorted(int(f) for f in flops)
     if not values:
         raise BudgetError("--budget: give at least one FLOP budget, e.g. --budget 1.5GFLOPs")
+    if len(values) > MAX_TIERS:
+        raise BudgetError(f"--budget: {len(values)} budgets exceed mvsearch's bound of {MAX_TIERS} tiers; list fewer")
     for a, b in zip(values, values[1:]):
         if a == b:
             raise BudgetError(f"--budget: tier {format_flops(a)} is given twice; list each budget once")
@@ -121,17 +125,18 @@ def make_budget(flops: Iterable[int], max_params: int | None = None, labels: Ite
 def parse_budget(budget: str | None = None, *, tiers: str | None = None,
                  max_params: str | None = None) -> Budget:
     """``--budget 1.5G`` or ``--budget 0.42G,1.05G,2.0G`` or ``--tiers paper`` (+ ``--max-params``)."""
-    cap = parse_params(max_params) if max_params is not None else None
+    cap = parse_params(check_digits(max_params, "--max-params", BudgetError)) if max_params is not None else None
     if tiers is not None:
         if budget is not None:
             raise BudgetError("pass either --budget or --tiers, not both")
         if tiers.strip().lower() != "paper":
-            raise BudgetError(f"--tiers: unknown tier set {tiers!r}; known: paper "
+            raise BudgetError(f"--tiers: unknown tier set {shorten(tiers)}; known: paper "
                               f"(or list budgets: --budget 0.42G,1.05G,2.0G)")
         return make_budget(PAPER_TIERS.values(), cap)
     if budget is None or not str(budget).strip():
         raise BudgetError("no budget: pass --budget 1.5GFLOPs (or several: --budget 0.42G,1.05G,2.0G), "
                           "--tiers paper, or set search.budget in the space")
+    check_digits(str(budget), "--budget", BudgetError)
     parts = [p for p in str(budget).split(",")]
     if any(not p.strip() for p in parts):
         raise BudgetError(f"--budget: empty entry in {budget!r}; use e.g. --budget 0.42G,1.05G,2.0G")

@@ -5,6 +5,7 @@ import math
 import re
 
 from mvsearch.core.errors import BudgetError
+from mvsearch.core.text import shorten
 
 
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
@@ -28,16 +29,16 @@ _DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h"
 
 def _parse(text: str, regex: re.Pattern, what: str, example: str, option: str) -> int:
     s = str(text).strip().replace("_", "")
-    m = regex.match(s)
+    m = regex.match(s) if len(s) <= 100 else None
     if m is None:
-        raise BudgetError(f"{option}: cannot read {text!r} as {what}; use e.g. {example}")
+        raise BudgetError(f"{option}: cannot read {shorten(text)} as {what}; use e.g. {example}")
     value = float(m.group("num")) * _SCALE[m.group("unit").lower()]
     if not math.isfinite(value):
-        raise BudgetError(f"{option}: {text!r} is too large to be {what}; use e.g. {example}")
+        raise BudgetError(f"{option}: {shorten(text)} is too large to be {what}; use e.g. {example}")
     if value <= 0:
-        raise BudgetError(f"{option}: must be positive, got {text!r}")
+        raise BudgetError(f"{option}: must be positive, got {shorten(text)}")
     if value < 1:
-        raise BudgetError(f"{option}: {text!r} is less than one {what.split()[0]}; use e.g. {example}")
+        raise BudgetError(f"{option}: {shorten(text)} is less than one {what.split()[0]}; use e.g. {example}")
     return int(round(value))
 
 
@@ -54,6 +55,8 @@ def parse_params(text: str, option: str = "--max-params") -> int:
 def parse_duration(text: str, option: str = "--timeout") -> float:
     """``"2h"``, ``"30m"``, ``"90s"``, ``"1h30m"``, ``"45"`` (seconds) -> seconds."""
     s = str(text).strip().lower().replace(" ", "")
+    if len(s) > 100:
+        raise BudgetError(f"{option}: cannot read {shorten(text)} as a duration; use e.g. 2h, 30m, 90s or 1h30m")
     pos, total, found = 0, 0.0, False
     while pos < len(s):
         m = _DURATION_RE.match(s, pos)
@@ -63,9 +66,9 @@ def parse_duration(text: str, option: str = "--timeout") -> float:
         total += float(m.group("num")) * _DURATION_UNITS[m.group("unit")]
         pos, found = m.end(), True
     if not found:
-        raise BudgetError(f"{option}: cannot read {text!r} as a duration; use e.g. 2h, 30m, 90s or 1h30m")
-    if total <= 0:
-        raise BudgetError(f"{option}: must be positive, got {text!r}")
+        raise BudgetError(f"{option}: cannot read {shorten(text)} as a duration; use e.g. 2h, 30m, 90s or 1h30m")
+    if total <= 0 or not math.isfinite(total):
+        raise BudgetError(f"{option}: must be a positive, finite duration, got {shorten(text)}")
     return total
 
 

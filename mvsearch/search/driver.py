@@ -21,9 +21,13 @@ rerun of the same command resumes.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import secrets
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
@@ -32,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mvsearch import __version__
 from mvsearch.arch.presets import PRESETS, get_preset
 from mvsearch.budget import Budget, check_reachable
-from mvsearch.core.errors import MvsearchError, NonFiniteLossError, StudyError, first_line
+from mvsearch.core.errors import MvsearchError, NonFiniteLossError, StudyError
 from mvsearch.core.runtime import cpu_threads, resolve_device
 from mvsearch.cost.analytic import analytic_cost
 from mvsearch.search.events import Reporter, RunInfo, RunOptions, RunSummary, check_options
@@ -41,8 +45,9 @@ from mvsearch.search.objective import Context, Objective
 from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
 from mvsearch.search.results import best_trials  # noqa: F401  (re-exported: the run's closing table)
 from mvsearch.search.workers import WORKER, fail_dead_workers  # noqa: F401  (WORKER re-exported)
-from mvsearch.search.storage import (SEP, check_writable_file, default_storage,
-                                     experimental_ok, open_storage, study_name)
+from mvsearch.search.bands import check_bands
+from mvsearch.search.storage import (SEP, check_writable_file, default_storage, experimental_ok, open_storage,
+                                     sqlite_path, storage_problem, study_name)
 from mvsearch.search.tiers import n_startup, make_pruner, make_sampler, screen
 from mvsearch.space.loader import parse_space
 from mvsearch.space.space import SearchSpace
@@ -79,11 +84,15 @@ class Search:
         self.proxy.train_config(seed=self.opts.seed, device=self.opts.device, threads=self.opts.threads)
         resolve_device(self.opts.device)  # a missing GPU fails here, not in trial 0
         check_writable_file(self.url)
+        check_bands(self.space, self.budget, self.opts.seed)  # an empty band: said now, not after 200,000 rejections
         from mvsearch.data import load_data, proxy_split
 
-        self.data = load_data(self.proxy.data, resolution=self.proxy.resolution)
-        self.split = proxy_split(self.data, train_samples=self.proxy.train_samples,
-                                 val_samples=self.proxy.val_samples, seed=SPLIT_SEED)
+        split = []
+        self.data = load_data(self.proxy.data, resolution=self.proxy.resolution,
+                              check=lambda d: split.append(proxy_split(
+                                  d, train_samples=self.proxy.train_samples, val_samples=self.proxy.val_samples,
+                                  seed=SPLIT_SEED)))
+        self.split = split[0]
 
     def _info(self, label: str) -> StudyRecord:
         b, s, o = self.budget, self.space, self.opts
@@ -124,7 +133,7 @@ class Search:
                                         sampler=make_sampler(self.opts.sampler, self.opts.seed, index, startup),
                                         pruner=make_pruner(self.opts.pruner, self.proxy.epochs), load_if_exists=True)
         except Exception as exc:
-            raise StudyError(f"cannot create or load study {full!r} in {self.url}: {first_line(exc)}") from None
+            raise StudyError(f"cannot create or load study {full!r}: {storage_problem(self.url, exc)}") from None
         if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise StudyError(f"study {full!r} is not a single-objective maximize study; use another --study")
         self._check_compatible(study)
@@ -142,16 +151,51 @@ class Search:
         finally:
             optuna.logging.set_verbosity(verbosity)
 
+    def _create_new(self, path: Path) -> None:
+        """A new SQLite file appears whole: its tables and tier studies are made in a hidden file
+        beside it, which is then linked into place (never over a file another worker made first).
+        Ctrl-C, a crash or an error part-way leaves no database with tables but no study."""
+        folder = path.parent
+        made = [p for p in (folder, *folder.parents) if not p.exists()]
+        tmp = folder / f".{path.name}.{secrets.token_hex(6)}.part"
+        try:
+            storage = open_storage(f"sqlite:///{tmp}")
+            try:
+                for i, tier in enumerate(self.budget.tiers):
+                    self._open_study(storage, tier.label, i, self.startup)
+            finally:
+                storage.engine.dispose()  # the last connection closes: the WAL is folded into the file
+            try:
+                os.link(tmp, path)
+            except FileExistsError:  # another worker made it first: use theirs
+                pass
+            except OSError:  # a file system without hard links
+                if not path.exists():
+                    os.replace(tmp, path)
+        except BaseException:
+            for d in made:  # only folders this run created, and only while still empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise
+        finally:
+            for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm"),
+                      tmp.with_name(tmp.name + "-journal")):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
     def _open(self) -> None:
+        self.startup = n_startup(self.opts.trials, len(self.budget.tiers))
+        path = sqlite_path(self.url)
+        if path is not None and not path.exists():
+            self._create_new(path)
         storage = open_storage(self.url)
         try:
             names = optuna.get_all_study_names(storage=storage)
         except Exception as exc:
-            raise StudyError(f"cannot read storage {self.url}: {first_line(exc)}") from None
+            raise StudyError(storage_problem(self.url, exc)) from None
         if self.name in names:
             raise StudyError(f"study {self.name!r} in {self.url} was made by an older mvsearch (one Optuna study for "
                              f"all tiers); every command still reads it, but a new run needs another --study NAME")
-        self.startup = n_startup(self.opts.trials, len(self.budget.tiers))
         for i, tier in enumerate(self.budget.tiers):
             self.studies[tier.label] = self._open_study(storage, tier.label, i, self.startup)
         if study_name(self.name, PRESETS_LABEL) in names:

@@ -10,6 +10,8 @@ from typing import Any
 from mvsearch.arch.config import ArchConfig
 from mvsearch.budget import Budget
 from mvsearch.core.errors import StudyError
+from mvsearch.core.limits import MAX_SEED, MAX_THREADS, MAX_TRIALS, check_int
+from mvsearch.core.text import shorten
 from mvsearch.search.storage import check_name
 from mvsearch.search.tiers import PRUNERS, SAMPLERS
 from mvsearch.space.schema import SearchSpec
@@ -17,8 +19,6 @@ from mvsearch.space.schema import SearchSpec
 _SPACE = SearchSpec()  # a space's search defaults: the one source of run's defaults
 
 DEVICES = ("auto", "cpu", "cuda")
-#: Optuna's samplers take a 32-bit seed
-MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,18 @@ class RunOptions:
 def check_options(opts: RunOptions) -> None:
     """StudyError (one line, naming the option) for a run option no search can use."""
     if opts.sampler not in SAMPLERS:
-        raise StudyError(f"--sampler: unknown {opts.sampler!r}; known: {', '.join(SAMPLERS)}")
+        raise StudyError(f"--sampler: unknown {shorten(opts.sampler)}; known: {', '.join(SAMPLERS)}")
     if opts.pruner not in PRUNERS:
-        raise StudyError(f"--pruner: unknown {opts.pruner!r}; known: {', '.join(PRUNERS)}")
+        raise StudyError(f"--pruner: unknown {shorten(opts.pruner)}; known: {', '.join(PRUNERS)}")
     if opts.device not in DEVICES and not str(opts.device).startswith("cuda:"):
-        raise StudyError(f"--device: unknown {opts.device!r}; known: {', '.join(DEVICES)} (or cuda:N)")
+        raise StudyError(f"--device: unknown {shorten(opts.device)}; known: {', '.join(DEVICES)} (or cuda:N)")
     if isinstance(opts.trials, bool) or not isinstance(opts.trials, int) or opts.trials < 1:
-        raise StudyError(f"--trials: must be a positive integer, got {opts.trials}")
+        raise StudyError(f"--trials: must be a positive integer, got {shorten(opts.trials)}")
+    check_int(opts.trials, "--trials", 1, MAX_TRIALS, StudyError)
     if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed <= MAX_SEED:
-        raise StudyError(f"--seed: must be an integer in 0..{MAX_SEED}, got {opts.seed}")
+        raise StudyError(f"--seed: must be an integer in 0..{MAX_SEED}, got {shorten(opts.seed)}")
+    if opts.threads is not None:
+        check_int(opts.threads, "--threads", 1, MAX_THREADS, StudyError)
     if opts.study_name is not None:
         check_name(opts.study_name)
     if opts.timeout_s is not None and not opts.timeout_s > 0:

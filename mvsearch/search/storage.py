@@ -24,6 +24,7 @@ import os
 import random
 import re
 import sqlite3
+import stat
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ except ImportError:  # pragma: no cover - Optuna < 4.9
     _CALLBACK_KW = "failed_trial_callback"
 
 from mvsearch.core.errors import StudyError, first_line
+from mvsearch.core.text import printable, quote, shorten
 from mvsearch.search.record import StudyRecord, TrialRecord, records_of
 
 STUDIES_DIR = Path(os.environ.get("MVSEARCH_STUDIES", "studies"))
@@ -79,9 +81,13 @@ def default_storage(name: str) -> str:
     return f"sqlite:///{STUDIES_DIR / f'{name}.db'}"
 
 
-def _sqlite_path(storage: str) -> Path | None:
+def sqlite_path(storage: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (None for other databases)."""
     prefix = "sqlite:///"
-    return Path(storage[len(prefix):]) if storage.startswith(prefix) else None
+    return Path(storage[len(prefix):].split("?")[0]) if storage.startswith(prefix) else None
+
+
+_sqlite_path = sqlite_path
 
 
 def is_study_file(path: Path) -> bool | None:
@@ -101,9 +107,23 @@ def is_study_file(path: Path) -> bool | None:
 
 
 def check_writable_file(storage: str) -> None:
-    """Refuse, before anything is written, an existing SQLite file that another program owns."""
+    """Refuse, before anything is written, a storage URL no run can use: not a URL, in memory, a
+    directory or a device in the file's place, or an existing SQLite file that another program owns."""
+    check_url(storage)
     path = _sqlite_path(storage)
-    if path is None or not path.exists() or path.stat().st_size == 0:
+    if path is None:
+        return
+    try:
+        st = path.stat() if path.exists() else None
+    except (OSError, ValueError) as exc:
+        raise StudyError(f"--storage: cannot use {quote(path)} ({getattr(exc, 'strerror', None) or exc})") from None
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise StudyError(f"--storage: {quote(path)} is a directory; pass --storage sqlite:///FILE.db")
+    if not stat.S_ISREG(st.st_mode):
+        raise StudyError(f"--storage: {quote(path)} is not a regular file; pass --storage sqlite:///FILE.db")
+    if st.st_size == 0:
         return
     kind = is_study_file(path)
     if kind is None:
@@ -124,6 +144,68 @@ def _missing_driver(url: str, exc: BaseException) -> str:
     return f"the database driver {module} for {scheme}:// is not installed; install it or use sqlite:///FILE.db"
 
 
+def shown_url(url: str) -> str:
+    """``url`` for a message: the password hidden, control characters escaped, cut when very long."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        text = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show it as given
+        text = str(url)
+    return text if len(text) <= 200 and text.isprintable() else shorten(text, 200)
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The database driver's own error under SQLAlchemy's and Optuna's wrappers."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def storage_problem(url: str, exc: BaseException) -> str:
+    """What went wrong with ``--storage url``, in the user's terms, and what to do (one line)."""
+    from sqlalchemy import exc as sa
+
+    shown = shown_url(url)
+    scheme = str(url).partition("://")[0] if "://" in str(url) else ""
+    use = "use sqlite:///FILE.db, or postgresql://USER@HOST/DB for several machines"
+    if isinstance(exc, ImportError):
+        return f"cannot open storage {shown}: {_missing_driver(url, exc)}"
+    if isinstance(exc, sa.NoSuchModuleError):
+        return f"--storage {shown}: unknown database kind {shorten(scheme)}; {use}"
+    if isinstance(exc, sa.ArgumentError) or not scheme:
+        return f"--storage {shown}: not a database URL; {use}"
+    inner = _innermost(exc)
+    text = first_line(inner)
+    low = text.lower()
+    path = _sqlite_path(url)
+    if path is not None:
+        where = quote(path)
+        if "readonly" in low or "read-only" in low:
+            return f"the study database {where} is read-only; make it writable, or pass another --storage"
+        if "unable to open" in low:
+            return (f"cannot open the study database {where}: its folder does not exist or is not writable; "
+                    f"pass --storage sqlite:///PATH.db in a writable folder")
+        if "locked" in low or "busy" in low:
+            return f"the study database {where} is locked by another program; try again when it is done"
+        if "disk i/o" in low or "malformed" in low or "not a database" in low:
+            return f"the study database {where} is damaged or not SQLite ({text}); restore it, or pass another --storage"
+        if "disk is full" in low or "full" in low:
+            return f"the disk holding {where} is full; free space, or pass another --storage"
+    if isinstance(inner, ConnectionError) or any(w in low for w in ("connection", "could not connect", "timeout",
+                                                                     "timed out", "resolve host", "name or service")):
+        return (f"cannot connect to the database server of --storage {shown} ({shorten(text, 160)}); is the server "
+                f"running, and are the host, port, user and password right?")
+    if "password" in low or "authentication" in low or "permission denied" in low:
+        return f"the database server refused --storage {shown} ({shorten(text, 160)}); check the user and password"
+    return f"cannot use storage {shown} ({shorten(text, 160)}); check --storage"
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers (dashboard, reports) never block the writer
@@ -132,15 +214,36 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # a reader leaves the file as it is: no journal-mode switch (the writer, `mvsearch run`, sets WAL)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def check_url(url: str) -> None:
+    """StudyError for a storage URL no command can use: not a URL, or an in-memory database."""
+    if not isinstance(url, str) or "://" not in url:
+        raise StudyError(f"--storage {shown_url(url)}: not a database URL; use sqlite:///FILE.db, or "
+                         f"postgresql://USER@HOST/DB for several machines")
+    if url.split("?")[0] in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        raise StudyError(f"--storage {shown_url(url)} is an in-memory database: nothing would be kept; pass "
+                         f"--storage sqlite:///FILE.db")
+
+
 def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage for ``url`` with heartbeat and one retry of a dead worker's trial."""
+    """Optuna's RDB storage for ``url`` with heartbeat and one retry of a dead worker's trial.
+
+    ``heartbeat=False`` opens it for reading: on SQLite the file's journal mode is left as it is.
+    """
+    check_url(url)
     if url.startswith("sqlite:///"):
         folder = Path(url[len("sqlite:///"):]).expanduser().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StudyError(f"cannot create the folder {str(folder)!r} for storage {url}: {exc.strerror or exc}; "
-                             f"pass --storage sqlite:///PATH.db in a writable folder") from None
+            raise StudyError(f"cannot create the folder {quote(folder)} for storage {shown_url(url)}: "
+                             f"{exc.strerror or exc}; pass --storage sqlite:///PATH.db in a writable folder") from None
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     kw: dict[str, Any] = {}
@@ -159,16 +262,14 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
             # workers started together on a fresh database race to create Optuna's tables; the
             # losers' CREATE fails once the winner's commits, and a retry finds the tables there
             if attempt == SCHEMA_RETRIES:
-                raise StudyError(f"cannot open storage {url}: {first_line(exc)}") from None
+                raise StudyError(storage_problem(url, exc)) from None
             time.sleep(0.2 * (attempt + 1) + random.random() * 0.2)
-        except ImportError as exc:  # the URL names a database whose Python driver is absent
-            raise StudyError(f"cannot open storage {url}: {_missing_driver(url, exc)}") from None
-        except Exception as exc:  # server down, bad URL, unwritable file: one line
-            raise StudyError(f"cannot open storage {url}: {first_line(exc)}") from None
+        except Exception as exc:  # server down, bad URL, missing driver, unwritable file: one line
+            raise StudyError(storage_problem(url, exc)) from None
     if url.startswith("sqlite:"):
         from sqlalchemy import event
 
-        event.listen(storage.engine, "connect", _sqlite_pragmas)
+        event.listen(storage.engine, "connect", _sqlite_pragmas if heartbeat else _sqlite_reader_pragmas)
         storage.engine.dispose()  # reconnect with the pragmas
     return storage
 
@@ -223,6 +324,8 @@ class SearchStudies:
 
 
 def _check_study_file(path: Path) -> None:
+    if path.is_dir():
+        raise StudyError(f"--storage: {quote(path)} is a directory; pass --storage sqlite:///FILE.db")
     kind = is_study_file(path)
     if kind is None:
         raise StudyError(f"{str(path)!r} is not an SQLite database; check --storage")
@@ -254,25 +357,33 @@ def resolve(name: str | None, storage: str | None) -> tuple[str, str]:
             storage = f"sqlite:///{dbs[0]}"
         else:
             storage = default_storage(name)
+    check_url(storage)
     path = _sqlite_path(storage)
-    if path is not None and not path.exists():
-        raise StudyError(f"no study database at {str(path)!r}; check --study/--storage, or run `mvsearch run` first")
+    try:
+        exists = path is None or path.exists()
+    except (OSError, ValueError) as exc:  # a NUL in the path, a name too long
+        raise StudyError(f"--storage: cannot use {quote(path)} ({getattr(exc, 'strerror', None) or exc})") from None
+    if not exists:
+        raise StudyError(f"no study database at {quote(path)}; check --study/--storage, or run `mvsearch run` first")
     if path is not None:
         _check_study_file(path)
     try:
-        names = optuna.get_all_study_names(storage=storage)
+        names = optuna.get_all_study_names(storage=open_storage(storage, heartbeat=False))
+    except StudyError:
+        raise
     except Exception as exc:  # sqlalchemy / driver errors: one line, the project's own type
-        raise StudyError(f"cannot open storage {storage}: {first_line(exc)}") from None
+        raise StudyError(storage_problem(storage, exc)) from None
     groups = _groups(names)
     if name is None:
         if len(groups) != 1:
-            raise StudyError(f"storage {storage} holds {len(groups)} studies ({', '.join(groups) or 'none'}); "
-                             f"pass --study NAME")
+            raise StudyError(f"storage {shown_url(storage)} holds {len(groups)} studies "
+                             f"({printable(', '.join(groups))[:300] or 'none'}); pass --study NAME")
         name = next(iter(groups))
     elif name not in groups:
         hint = difflib.get_close_matches(name, list(groups), n=1)
         did = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise StudyError(f"no study named {name!r} in {storage}{did}; it holds: {', '.join(groups) or 'none'}")
+        raise StudyError(f"no study named {name!r} in {shown_url(storage)}{did}; it holds: "
+                         f"{printable(', '.join(groups))[:300] or 'none'}")
     return name, storage
 
 
@@ -289,4 +400,4 @@ def open_search(name: str | None, storage: str | None) -> SearchStudies:
 
 
 __all__ = ["SearchStudies", "open_search", "resolve", "open_storage", "default_storage", "weights_dir",
-           "check_name", "check_writable_file", "study_name", "RetryCallback", "experimental_ok", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]
+           "check_name", "check_writable_file", "check_url", "sqlite_path", "storage_problem", "shown_url", "study_name", "RetryCallback", "experimental_ok", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]
