@@ -5,6 +5,7 @@ import click
 
 from mvsearch.arch.presets import PRESETS, get_preset
 from mvsearch.cli.options import echo, print_json
+from mvsearch.core.text import printable
 from mvsearch.core.units import format_count, format_flops
 from mvsearch.space.loader import load_space
 
@@ -39,9 +40,10 @@ def command(space_ref, as_json):
             "presets": presets, "warnings": space.proxy_warnings(proxy),
         })
         return
-    echo(f"space {space.name} ({space.file})" + (f": {space.spec.description}" if space.spec.description else ""))
+    desc = printable(space.spec.description)  # text from the file: no escape sequence reaches the terminal
+    echo(f"space {space.name} ({printable(space.file)})" + (f": {desc}" if desc else ""))
     echo(f"deployment {h}x{w}, {space.num_classes} classes (budgets are counted here)")
-    echo(f"proxy      {proxy.data} at {proxy.resolution}x{proxy.resolution}, stem stride {proxy.stem_stride}, "
+    echo(f"proxy      {printable(proxy.data)} at {proxy.resolution}x{proxy.resolution}, stem stride {proxy.stem_stride}, "
                f"{proxy.epochs} epochs, {proxy.train_samples} train / {proxy.val_samples} val images")
     s = space.spec.search
     echo(f"search     {s.trials} trials, sampler {s.sampler}, pruner {s.pruner}"

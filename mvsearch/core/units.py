@@ -68,7 +68,7 @@ def parse_duration(text: str, option: str = "--timeout") -> float:
     if not found:
         raise BudgetError(f"{option}: cannot read {shorten(text)} as a duration; use e.g. 2h, 30m, 90s or 1h30m")
     if total <= 0 or not math.isfinite(total):
-        raise BudgetError(f"{option}: must be a positive, finite duration, got {shorten(text)}")
+        raise BudgetError(f"{option}: must be positive and finite, got {shorten(text)}")
     return total
 
 

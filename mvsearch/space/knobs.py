@@ -12,6 +12,8 @@ from pydantic import BeforeValidator
 
 from mvsearch.arch.geometry import parse_resolution
 from mvsearch.core.errors import ArchError
+from mvsearch.core.limits import MAX_KNOB_VALUES, MAX_PATCH_CHOICES
+from mvsearch.core.text import shorten
 
 
 DROPOUTS = ("dropout", "attn_dropout", "ffn_dropout", "classifier_dropout")
@@ -81,27 +83,27 @@ def _fmt(v: Any) -> str:
 
 def _to_patch(v: Any) -> tuple[int, int]:
     if isinstance(v, str):
-        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", v)
+        m = re.fullmatch(r"\s*(\d{1,9})\s*[xX]\s*(\d{1,9})\s*", v)
         if m:
             return int(m.group(1)), int(m.group(2))
     elif isinstance(v, int) and not isinstance(v, bool):
         return v, v
     elif isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(q, int) and not isinstance(q, bool) for q in v):
         return int(v[0]), int(v[1])
-    raise ValueError(f"expected a patch like 2x2, got {v!r}")
+    raise ValueError(f"expected a patch like 2x2, got {shorten(v)}")
 
 
 def _convert(v: Any, kind: str) -> Any:
     if kind == "patch":
         return _to_patch(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"expected {'an integer' if kind == 'int' else 'a number'}, got {v!r}")
+        raise ValueError(f"expected {'an integer' if kind == 'int' else 'a number'}, got {shorten(v)}")
     if kind == "int":
         if isinstance(v, float) and not v.is_integer():
-            raise ValueError(f"expected an integer, got {v!r}")
+            raise ValueError(f"expected an integer, got {shorten(v)}")
         return int(v)
     if not math.isfinite(v):
-        raise ValueError(f"expected a finite number, got {v!r}")
+        raise ValueError(f"expected a finite number, got {shorten(v)}")
     return float(v) if isinstance(v, float) else v
 
 
@@ -124,7 +126,7 @@ def parse_knob(v: Any, kind: str) -> Knob:
             if k not in _RANGE_KEYS:
                 hint = difflib.get_close_matches(str(k), _RANGE_KEYS, n=1)
                 did = f"; did you mean {hint[0]!r}?" if hint else "; a range takes low, high and step"
-                raise _sub(k, f"unknown key {k!r}{did}")
+                raise _sub(k, f"unknown key {shorten(k)}{did}")
         for k in ("low", "high"):
             if k not in v:
                 raise ValueError(f"a range needs {k!r} (e.g. {{low: 32, high: 96, step: 16}})")
@@ -140,6 +142,9 @@ def parse_knob(v: Any, kind: str) -> Knob:
             raise _sub("low", f"low > high ({low} > {high}): the range is empty")
         if step <= 0:
             raise _sub("step", f"step must be positive, got {step}")
+        if (high - low) // step + 1 > MAX_KNOB_VALUES:
+            raise _sub("high", f"the range {low}..{high} step {step} holds {(high - low) // step + 1:,} values, over "
+                               f"mvsearch's bound of {MAX_KNOB_VALUES:,} per knob; use a larger step")
         if (high - low) % step:
             raise _sub("high", f"high - low must be a multiple of step, but {high} - {low} is not a "
                                f"multiple of {step}; use high: {low + (high - low) // step * step}")
@@ -147,14 +152,19 @@ def parse_knob(v: Any, kind: str) -> Knob:
     if isinstance(v, (list, tuple)):
         if not v:
             raise ValueError("empty list of choices: give at least one value")
-        out = []
+        bound = MAX_PATCH_CHOICES if kind == "patch" else MAX_KNOB_VALUES
+        if len(v) > bound:
+            raise ValueError(f"{len(v):,} choices exceed mvsearch's bound of {bound:,} for a"
+                             f"{' patch' if kind == 'patch' else ''} knob")
+        out, seen = [], set()
         for i, item in enumerate(v):
             try:
                 c = _convert(item, kind)
             except ValueError as exc:
                 raise _sub(i, f"choice {i}: {exc}") from None
-            if c in out:
-                raise _sub(i, f"choice {item!r} is listed twice")
+            if c in seen:
+                raise _sub(i, f"choice {shorten(item)} is listed twice")
+            seen.add(c)
             out.append(c)
         return Knob(values=tuple(out), kind=kind)
     if v is None:
