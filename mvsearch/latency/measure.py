@@ -33,7 +33,10 @@ from mvsearch.arch.presets import get_preset
 from mvsearch.arch.geometry import parse_resolution
 from mvsearch.core.allocator import steady_allocator
 from mvsearch.core.errors import MvsearchError
+from mvsearch.core.limits import MAX_REPEATS, MAX_THREADS, MAX_WARMUP, check_int
+from mvsearch.core.text import shorten
 from mvsearch.core.runtime import cpu_threads
+from mvsearch.cost.bounds import check_cost
 from mvsearch.model.network import build_model
 from mvsearch.model.onnx import export_onnx
 
@@ -108,7 +111,8 @@ def current_device(backend: str = "torch", threads: int | None = None, device: s
         raise MvsearchError(f"--backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
     threads = DEFAULT_THREADS if threads is None else threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0:
-        raise MvsearchError(f"--threads: must be a positive integer, got {threads!r}")
+        raise MvsearchError(f"--threads: must be a positive integer, got {shorten(threads)}")
+    check_int(threads, "--threads", 1, MAX_THREADS)
     runtime = torch.__version__
     accel = _accelerator(device)
     if backend == "onnxruntime":
@@ -185,6 +189,7 @@ def measure(cfg: ArchConfig, resolution: Any = 256, *, backend: str = "torch", t
     dev = device if isinstance(device, Device) else current_device(backend, threads, device)
     _check_counts(warmup, repeats)
     res = parse_resolution(resolution)
+    check_cost(cfg, res)  # a network too large to build is refused before it is built
     steady_allocator()
     with tempfile.TemporaryDirectory(prefix="mvsearch-latency-") as tmp, cpu_threads(dev.threads):
         run = _runner(cfg, res, dev, Path(tmp))
@@ -200,10 +205,12 @@ def measure(cfg: ArchConfig, resolution: Any = 256, *, backend: str = "torch", t
 
 def _check_counts(warmup: int, repeats: int) -> None:
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise MvsearchError(f"--warmup: must be a non-negative integer, got {warmup!r}")
+        raise MvsearchError(f"--warmup: must be a non-negative integer, got {shorten(warmup)}")
+    check_int(warmup, "--warmup", 0, MAX_WARMUP)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < MIN_REPEATS:
         raise MvsearchError(f"--repeats: must be an integer >= {MIN_REPEATS} (a median and IQR need "
-                            f"several samples), got {repeats!r}")
+                            f"several samples), got {shorten(repeats)}")
+    check_int(repeats, "--repeats", MIN_REPEATS, MAX_REPEATS)
 
 
 class Meter:

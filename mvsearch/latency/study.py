@@ -76,12 +76,12 @@ def measure_study(study_name: str | None = None, storage: str | None = None, *, 
     from mvsearch.search.front import front
     from mvsearch.search.storage import open_search
 
+    meter = Meter(backend, threads, device, warmup=warmup, repeats=repeats)  # options checked before the study opens
     study = open_search(study_name, storage)
     name, url = study.name, study.url
     recs = study.records()
     res = deployment_resolution(study, recs)
     k = study_num_classes(study, recs)
-    meter = Meter(backend, threads, device, warmup=warmup, repeats=repeats)
     trained = [r for r in recs if r.trained and r.arch is not None]
     if pareto_only:
         keep = {r.ref for r in front(recs, "flops")}
