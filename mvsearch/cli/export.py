@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import click
 
+from mvsearch.arch.geometry import parse_resolution
 from mvsearch.cli.options import echo
-
-from mvsearch.search import storage as studies
 from mvsearch.core.errors import ExportError
-from mvsearch.export.writer import from_preset, from_trial, parse_formats, select, write
+from mvsearch.core.limits import MAX_CLASSES, check_int
+from mvsearch.search import storage as studies
+from mvsearch.export.writer import check_opset, check_stem, from_preset, from_trial, parse_formats, select, write
 
 
 @click.command()
@@ -38,9 +39,16 @@ def command(study_name, storage, trial, best, pareto_rank, preset, formats, weig
         raise ExportError(f"pass exactly one of --trial N, --best, --pareto-rank K or --preset NAME{got}")
     if out_dir is None:
         raise ExportError("pass the output directory with -o DIR (e.g. -o models/)")
-    fmts = parse_formats(formats)
-    if num_classes is not None and num_classes <= 0:
-        raise ExportError(f"--num-classes: must be a positive integer, got {num_classes}")
+    fmts = parse_formats(formats)  # every option is checked before a study is opened or a file written
+    if num_classes is not None:
+        check_int(num_classes, "--num-classes", 1, MAX_CLASSES, ExportError, what="a positive integer")
+    if name is not None:
+        check_stem(name)
+    check_opset(opset)
+    if resolution is not None:
+        parse_resolution(resolution)
+    if pareto_rank is not None and pareto_rank < 1:
+        raise ExportError(f"--pareto-rank: must be a positive integer (1 = most accurate), got {pareto_rank}")
     if preset is not None:
         if study_name or storage or weights or allow_incomplete:
             raise ExportError("--preset exports a paper preset: it takes no --study, --storage, --weights "

@@ -9,6 +9,7 @@ import click
 from mvsearch.arch.config import ArchConfig, load_arch
 from mvsearch.arch.presets import get_preset
 from mvsearch.core.errors import ArchError
+from mvsearch.core.limits import MAX_CLASSES, check_int
 from mvsearch.core.text import printable
 
 
@@ -28,8 +29,7 @@ def load_arch_choice(preset: str | None, config_path: str | None, num_classes: i
         raise ArchError("pass exactly one of --preset NAME or --config FILE.yaml")
     cfg = get_preset(preset) if preset is not None else load_arch(config_path)
     if num_classes is not None:
-        if num_classes <= 0:
-            raise ArchError(f"--num-classes: must be a positive integer, got {num_classes}")
+        check_int(num_classes, "--num-classes", 1, MAX_CLASSES, ArchError, what="a positive integer")
         cfg = cfg.with_num_classes(num_classes)
     return cfg
 

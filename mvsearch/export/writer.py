@@ -33,8 +33,11 @@ from mvsearch.arch.config import ArchConfig
 from mvsearch.arch.geometry import check_resolution, parse_resolution
 from mvsearch.arch.presets import get_preset
 from mvsearch.core.atomic import atomic_path, check_target
-from mvsearch.core.errors import ArchError, ExportError, MvsearchError
-from mvsearch.export.standalone import generate
+from mvsearch.core.errors import ArchError, ExportError, MvsearchError, first_line
+from mvsearch.export.standalone import ALLOWED_IMPORTS, generate
+from mvsearch.core.limits import MAX_NAME
+from mvsearch.core.text import quote, shorten
+from mvsearch.cost.bounds import check_cost
 from mvsearch.model.network import build_model
 from mvsearch.core.runtime import eval_mode
 from mvsearch.model.onnx import ATOL, MAX_OPSET, MIN_OPSET, example_input, export_onnx, onnx_max_diff
@@ -126,11 +129,11 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ExportError(f"the saved weights {path} are missing; restore the file or drop --weights") from None
+        raise ExportError(f"the saved weights {quote(path)} are missing; restore the file or drop --weights") from None
     except Exception as exc:
-        raise ExportError(f"cannot read the saved weights {path}: {str(exc).strip().splitlines()[0]}") from None
+        raise ExportError(f"cannot read the saved weights {quote(path)}: {first_line(exc)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ExportError(f"{path} is not a state_dict (a dict of tensors); cannot use it as weights")
+        raise ExportError(f"{quote(path)} is not a state_dict (a dict of tensors); cannot use it as weights")
     return state
 
 
@@ -173,7 +176,7 @@ def from_trial(search, rec: TrialRecord, *, storage: str | None = None, weights:
         state = _load_weights(path)
         key = _classifier_key(cfg)
         if key not in state or state[key].dim() != 2:
-            raise ExportError(f"the saved weights {path} have no classifier {key!r}; they do not fit "
+            raise ExportError(f"the saved weights {quote(path)} have no classifier {key!r}; they do not fit "
                               f"trial {rec.ref}'s architecture")
         k = int(state[key].shape[0])  # the rule: a weights export keeps the weights' classifier
         if num_classes is not None and num_classes != k:
@@ -187,7 +190,7 @@ def from_trial(search, rec: TrialRecord, *, storage: str | None = None, weights:
             build_model(cfg).load_state_dict(state)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
-            raise ExportError(f"the saved weights {path} do not fit trial {rec.ref}'s architecture: "
+            raise ExportError(f"the saved weights {quote(path)} do not fit trial {rec.ref}'s architecture: "
                               f"{' '.join(first[:2])}") from None
         if rec.proxy_arch is not None:
             stride = rec.proxy_arch.stem_stride
@@ -225,12 +228,36 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
+#: module names a generated file may not take: what it (or torch) imports, and mvsearch itself
+RESERVED = frozenset(ALLOWED_IMPORTS | {"torch", "mvsearch", "numpy", "onnx", "onnxruntime", "typing_extensions",
+                                        "sympy", "networkx", "jinja2", "filelock", "fsspec"})
+
+
+def check_stem(stem: str) -> str:
+    """``stem`` if it can name the .py (an identifier, not a keyword, a standard-library module or a
+    module the file imports: ``--name torch`` would shadow torch for every import from that folder)."""
+    if not isinstance(stem, str) or not stem.isidentifier() or keyword.iskeyword(stem) or len(stem) > MAX_NAME:
+        raise ExportError(f"--name: {shorten(stem)} must be a Python identifier of at most {MAX_NAME} characters "
+                          f"(letters, digits, _; not a keyword), since the .py is imported by that name")
+    if stem in RESERVED or stem in sys.stdlib_module_names or stem in sys.builtin_module_names \
+            or stem.startswith("__"):
+        raise ExportError(f"--name: {stem!r} is the name of a module the exported file (or Python) imports; "
+                          f"a {stem}.py would shadow it: choose another name, e.g. {stem}_model")
+    return stem
+
+
+def check_opset(opset: Any) -> int:
+    if type(opset) is not int or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(f"--opset: must be an integer in {MIN_OPSET}..{MAX_OPSET}, got {shorten(opset)}")
+    return opset
+
+
 def parse_formats(text: str) -> tuple[str, ...]:
     """``py``, ``yaml,onnx``, ``all`` -> formats in a fixed order."""
     asked = [t.strip().lower() for t in str(text).split(",") if t.strip()]
     for t in asked:
         if t not in FORMATS + ("all",):
-            raise ExportError(f"--format: unknown format {t!r}; known: py, yaml, onnx, all (comma-separated)")
+            raise ExportError(f"--format: unknown format {shorten(t)}; known: py, yaml, onnx, all (comma-separated)")
     if not asked:
         raise ExportError("--format: name at least one of py, yaml, onnx, all")
     return FORMATS if "all" in asked else tuple(f for f in FORMATS if f in asked)
@@ -243,7 +270,7 @@ def _prepare_dir(out: Path) -> list[Path]:
         missing.append(p)
         p = p.parent
     if not p.is_dir():
-        raise ExportError(f"cannot write to {out}: {p} is not a directory; pass another -o DIR")
+        raise ExportError(f"cannot write to {quote(out)}: {quote(p)} is not a directory; pass another -o DIR")
     created = []
     try:
         for d in reversed(missing):
@@ -251,10 +278,10 @@ def _prepare_dir(out: Path) -> list[Path]:
             created.insert(0, d)
     except OSError as exc:
         _remove_dirs(created)
-        raise ExportError(f"cannot create {out} ({exc.strerror}); pass a writable -o DIR") from None
+        raise ExportError(f"cannot create {quote(out)} ({exc.strerror}); pass a writable -o DIR") from None
     if not os.access(out, os.W_OK | os.X_OK):
         _remove_dirs(created)
-        raise ExportError(f"cannot write to {out} (permission denied); pass a writable -o DIR")
+        raise ExportError(f"cannot write to {quote(out)} (permission denied); pass a writable -o DIR")
     return created
 
 
@@ -309,21 +336,19 @@ def write(target: Target, out_dir: str | Path, formats: str | tuple[str, ...] = 
 
     fmts = parse_formats(",".join(formats) if isinstance(formats, (tuple, list)) else formats)
     cfg, res, stem = target.cfg, check_resolution(target.cfg, target.resolution), target.stem
-    if not stem.isidentifier() or keyword.iskeyword(stem):
-        raise ExportError(f"--name: {stem!r} must be a Python identifier (letters, digits, _; not a "
-                          f"keyword), since the .py is imported by that name")
-    if type(opset) is not int or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ExportError(f"--opset: must be an integer in {MIN_OPSET}..{MAX_OPSET}, got {opset!r}")
+    check_stem(stem)
+    check_opset(opset)
+    check_cost(cfg, res, what="the exported network")
     out = Path(out_dir)
     kinds = list(fmts) + (["weights"] if target.state_dict is not None else [])
     ext = {"py": "py", "yaml": "yaml", "onnx": "onnx", "weights": "pt"}
     dest = {k: out / f"{stem}.{ext[k]}" for k in kinds}
     for p in dest.values():
         if p.is_dir():
-            raise ExportError(f"{p} is a directory; remove it or choose another -o/--name")
+            raise ExportError(f"{quote(p)} is a directory; remove it or choose another -o/--name")
         if p.exists() or p.is_symlink():
             if not force:
-                raise ExportError(f"{p} already exists; pass --force to overwrite it, or choose another -o/--name")
+                raise ExportError(f"{quote(p)} already exists; pass --force to overwrite it, or choose another -o/--name")
             check_target(p)  # a FIFO or device node is never replaced, even with --force
     created = _prepare_dir(out)
     done = False
@@ -371,7 +396,7 @@ def write(target: Target, out_dir: str | Path, formats: str | tuple[str, ...] = 
         done = True
         return result
     except OSError as exc:
-        raise ExportError(f"cannot write to {out} ({exc.strerror or exc}); pass a writable -o DIR") from None
+        raise ExportError(f"cannot write to {quote(out)} ({exc.strerror or exc}); pass a writable -o DIR") from None
     finally:
         if not done:
             _remove_dirs(created)  # only what this call created, and only if still empty
