@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -49,6 +50,13 @@ def wheel(tmp_path_factory) -> Path:
 def venv(wheel, tmp_path_factory) -> Path:
     env = tmp_path_factory.mktemp("venv") / "env"
     _run([sys.executable, "-m", "venv", "--system-site-packages", env], cwd=env.parent)
+    if sys.prefix != sys.base_prefix:
+        # the tests run in a venv themselves (make test: .venv): --system-site-packages reaches only
+        # the base interpreter's packages, so the new venv also gets this one's (after its own)
+        purelib = _run([env / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                       cwd=env.parent).stdout.strip()
+        ours = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+        (Path(purelib) / "_outer_env.pth").write_text("".join(f"{d}\n" for d in ours))
     # --ignore-installed: the system's (editable) mvsearch stays where it is, the wheel goes in the venv
     _run([env / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index",
           "--ignore-installed", wheel], cwd=env.parent)
