@@ -235,6 +235,9 @@ def _stage(cls: type, path: str, data: Any) -> Any:
 
 def _from_dict(data: Any, where: str) -> ArchConfig:
     prefix = f"{where}: " if where else ""
+    if data is None:
+        raise ArchError(f"{prefix}the file is empty; an architecture is a mapping with layer1..layer5 (see "
+                        f"`mvsearch export --format yaml`)")
     if not isinstance(data, Mapping):
         raise ArchError(f"{prefix}an architecture must be a mapping of keys, got {type(data).__name__}")
     try:
@@ -255,6 +258,6 @@ def _from_dict(data: Any, where: str) -> ArchConfig:
 
 def load_arch(path: str | Path) -> ArchConfig:
     """Read an ArchConfig from a YAML or JSON file (JSON is YAML): UTF-8, at most 1 MiB."""
-    text = yamlsafe.read_text(path, ArchError, what="architecture YAML",
+    text = yamlsafe.read_text(path, ArchError, what="an architecture YAML",
                               hint=lambda: "pass an architecture YAML (see `mvsearch export --format yaml`)")
     return ArchConfig.from_yaml(text, where=str(path))

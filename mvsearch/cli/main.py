@@ -39,13 +39,14 @@ except ValueError:  # imported outside the main thread (a test runner's worker):
     _BEFORE_IMPORT = None
 
 import importlib  # noqa: E402
+import re  # noqa: E402
 import warnings  # noqa: E402
 
 import click  # noqa: E402
 
 from mvsearch import __version__  # noqa: E402
 from mvsearch.core.errors import MvsearchError, first_line  # noqa: E402
-from mvsearch.core.text import one_line  # noqa: E402
+from mvsearch.core.text import SHOWN, one_line  # noqa: E402
 
 #: every command, in the order ``mvsearch --help`` lists them
 COMMANDS = ("count", "train", "space", "run", "trials", "latency", "pareto", "report", "export")
@@ -67,7 +68,9 @@ def _usage_line(exc: click.UsageError, ctx: click.Context | None) -> str:
         where = f"{ctx.command_path} {ctx.invoked_subcommand}"
     else:
         where = ctx.command_path if ctx is not None else "mvsearch"
-    return f"error: {exc.format_message().rstrip('.')} (see '{where} --help')"
+    message = re.sub(r"'([^']{%d})[^']{20,}'" % SHOWN, lambda m: f"'{m.group(1)}...' ({len(m.group(0)) - 2:,} "
+                     f"characters)", exc.format_message())  # a 5,000-digit value is not echoed whole
+    return f"error: {message.rstrip('.')} (see '{where} --help')"
 
 
 def _on_interrupt(process: bool) -> int:
@@ -116,6 +119,9 @@ def failure(exc: BaseException, ctx: click.Context | None = None, *, process: bo
     if isinstance(exc, MemoryError):
         _say("error: out of memory: the input asks for more memory than this machine has; use smaller "
              "settings (see 'Errors and safety' in the README)")
+        return 2
+    if isinstance(exc, ValueError) and "null byte" in str(exc):  # a path typed with a NUL in it
+        _say("error: a path holds a NUL character; check the file names given")
         return 2
     if isinstance(exc, OSError) and exc.errno is not None:  # the user's files or folders
         what = f" {exc.filename!r}" if exc.filename is not None else ""

@@ -155,7 +155,7 @@ def load(text: str, where: str, error: type[MvsearchError]) -> Any:
     return load_with_lines(text, where, error)[0]
 
 
-def read_text(path: str | os.PathLike, error: type[MvsearchError], *, what: str = "file",
+def read_text(path: str | os.PathLike, error: type[MvsearchError], *, what: str = "a YAML file",
               hint: Callable[[], str] | None = None) -> str:
     """A UTF-8 text file of at most :data:`MAX_YAML_BYTES`; ``error`` (one line, path quoted) otherwise."""
     p = Path(path)
@@ -165,16 +165,18 @@ def read_text(path: str | os.PathLike, error: type[MvsearchError], *, what: str 
     except FileNotFoundError:
         raise error(f"{quote(p)}: no such file" + (f"; {hint()}" if hint else "")) from None
     except IsADirectoryError:
-        raise error(f"{quote(p)}: is a directory; pass a {what}") from None
+        raise error(f"{quote(p)}: is a directory; pass {what}") from None
     except OSError as exc:
         raise error(f"{quote(p)}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a NUL character in the path
+        raise error(f"{quote(p)}: not a usable path ({exc})") from None
     if len(raw) > MAX_YAML_BYTES:
         raise error(f"{quote(p)}: larger than {MAX_YAML_BYTES // 2**20} MiB, mvsearch's bound for a YAML file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{quote(p)}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); pass a "
-                    f"YAML {what}") from None
+        raise error(f"{quote(p)}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}), so not "
+                    f"{what}") from None
 
 
 __all__ = ["SafeLoader", "load", "load_with_lines", "read_text", "dotted", "KeyPath"]

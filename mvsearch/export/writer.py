@@ -239,8 +239,10 @@ def check_stem(stem: str) -> str:
     if not isinstance(stem, str) or not stem.isidentifier() or keyword.iskeyword(stem) or len(stem) > MAX_NAME:
         raise ExportError(f"--name: {shorten(stem)} must be a Python identifier of at most {MAX_NAME} characters "
                           f"(letters, digits, _; not a keyword), since the .py is imported by that name")
-    if stem in RESERVED or stem in sys.stdlib_module_names or stem in sys.builtin_module_names \
-            or stem.startswith("__"):
+    if stem.startswith("__"):
+        raise ExportError(f"--name: {stem!r}: names starting with '__' belong to Python (a {stem}.py could be "
+                          f"imported in place of its own); choose another name")
+    if stem in RESERVED or stem in sys.stdlib_module_names or stem in sys.builtin_module_names:
         raise ExportError(f"--name: {stem!r} is the name of a module the exported file (or Python) imports; "
                           f"a {stem}.py would shadow it: choose another name, e.g. {stem}_model")
     return stem

@@ -47,7 +47,7 @@ from mvsearch.search.results import best_trials  # noqa: F401  (re-exported: the
 from mvsearch.search.workers import WORKER, fail_dead_workers  # noqa: F401  (WORKER re-exported)
 from mvsearch.search.bands import check_bands
 from mvsearch.search.storage import (SEP, check_writable_file, default_storage, experimental_ok, open_storage,
-                                     sqlite_path, storage_problem, study_name)
+                                     shown_url, sqlite_path, storage_problem, study_name)
 from mvsearch.search.tiers import n_startup, make_pruner, make_sampler, screen
 from mvsearch.space.loader import parse_space
 from mvsearch.space.space import SearchSpace
@@ -172,30 +172,40 @@ class Search:
             except OSError:  # a file system without hard links
                 if not path.exists():
                     os.replace(tmp, path)
-        except BaseException:
-            for d in made:  # only folders this run created, and only while still empty
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-            raise
         finally:
             for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm"),
                       tmp.with_name(tmp.name + "-journal")):
                 with contextlib.suppress(OSError):
                     p.unlink()
+            if not path.exists():
+                for d in made:  # only folders this run created, and only while still empty
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
 
     def _open(self) -> None:
         self.startup = n_startup(self.opts.trials, len(self.budget.tiers))
         path = sqlite_path(self.url)
         if path is not None and not path.exists():
             self._create_new(path)
-        storage = open_storage(self.url)
+        # what can refuse the run is read first, without writing: a study of an older release, a
+        # resumed tier made by another space or proxy
+        reader = open_storage(self.url, heartbeat=False)
         try:
-            names = optuna.get_all_study_names(storage=storage)
+            names = optuna.get_all_study_names(storage=reader)
+            existing = [(t.label, optuna.load_study(study_name=study_name(self.name, t.label), storage=reader))
+                        for t in self.budget.tiers if study_name(self.name, t.label) in names]
         except Exception as exc:
             raise StudyError(storage_problem(self.url, exc)) from None
+        finally:
+            reader.engine.dispose()
         if self.name in names:
-            raise StudyError(f"study {self.name!r} in {self.url} was made by an older mvsearch (one Optuna study for "
-                             f"all tiers); every command still reads it, but a new run needs another --study NAME")
+            raise StudyError(f"study {self.name!r} in {shown_url(self.url)} was made by an older mvsearch (one Optuna "
+                             f"study for all tiers); every command still reads it, but a new run needs another --study NAME")
+        for label, study in existing:
+            if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MAXIMIZE:
+                raise StudyError(f"study {study.study_name!r} is not a single-objective maximize study; use another --study")
+            self._check_compatible(study)
+        storage = open_storage(self.url)
         for i, tier in enumerate(self.budget.tiers):
             self.studies[tier.label] = self._open_study(storage, tier.label, i, self.startup)
         if study_name(self.name, PRESETS_LABEL) in names:

@@ -66,7 +66,7 @@ def experimental_ok() -> Iterator[None]:
 def check_name(name: str, option: str = "--study") -> str:
     """``name`` if it is a valid search name; StudyError otherwise (no path, no separator)."""
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
-        raise StudyError(f"{option}: {name!r} is not a valid study name; use letters, digits, '_', '-' and '.' "
+        raise StudyError(f"{option}: {shorten(name)} is not a valid study name; use letters, digits, '_', '-' and '.' "
                          f"(at most 100, starting with a letter or digit), e.g. {option} mobile-run2")
     return name
 
@@ -117,7 +117,13 @@ def check_writable_file(storage: str) -> None:
         st = path.stat() if path.exists() else None
     except (OSError, ValueError) as exc:
         raise StudyError(f"--storage: cannot use {quote(path)} ({getattr(exc, 'strerror', None) or exc})") from None
-    if st is None:
+    if st is None:  # a new file: the nearest folder that exists must be a folder
+        for parent in path.parents:
+            if parent.exists() or parent.is_symlink():
+                if not parent.is_dir():
+                    raise StudyError(f"--storage: {quote(parent)} is not a folder, so {quote(path)} cannot be made "
+                                     f"there; pass --storage sqlite:///PATH.db in a writable folder")
+                break
         return
     if stat.S_ISDIR(st.st_mode):
         raise StudyError(f"--storage: {quote(path)} is a directory; pass --storage sqlite:///FILE.db")

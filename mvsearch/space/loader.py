@@ -103,7 +103,7 @@ def load_space(ref: str | Path) -> SearchSpace:
     """Read and validate a space file, or a shipped space by name."""
     path = find_space(str(ref))
     if isinstance(path, Path):  # the user's file: bounded, UTF-8, the path quoted in errors
-        return parse_space(read_text(path, SpaceError, what="space file"), str(path))
+        return parse_space(read_text(path, SpaceError, what="a space file"), str(path))
     try:  # a shipped space
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
