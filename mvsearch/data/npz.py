@@ -72,8 +72,8 @@ def decode(path: Path, resolution: int) -> Decoded:
         raise
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as exc:
         if "pickle" in str(exc):  # numpy's own advice (allow_pickle=True) is not one to follow here
-            raise DataError(f"{where}: not a .npz of plain arrays (it would need pickle, which mvsearch never "
-                            f"loads: a file can run code that way); save uint8 arrays with numpy.savez") from None
+            raise DataError(f"{where}: corrupt or not a .npz file (neither a zip of .npy arrays nor a .npy; a "
+                            f"pickle is never loaded); re-create it with numpy.savez") from None
         raise DataError(f"{where}: corrupt or not a .npz file ({first_line(exc)}); re-create it with "
                         f"numpy.savez") from None
     out = {}
