@@ -30,6 +30,7 @@ MAX_ACTIVATIONS = 4 * 10**9  # activations of one forward pass (x the batch when
 MAX_SAMPLES = 10_000_000  # --train-samples, --val-samples, synthetic samples
 MAX_SYNTHETIC_PIXELS = 2**25  # synthetic samples x size x size (generated in memory at once)
 MAX_DATA_BYTES = 16 * 2**30  # decoded images held in memory (uint8, at the proxy resolution)
+MAX_MEMBER_BYTES = 256 * 2**20  # one file read from inside an archive (an image, a CIFAR batch)
 MAX_EPOCHS = 10_000
 MAX_BATCH = 65_536
 MAX_THREADS = 1024

@@ -19,6 +19,7 @@ import numpy as np
 
 from mvsearch.data.base import Decoded, labels, resize_uint8
 from mvsearch.core.errors import DataError
+from mvsearch.core.limits import MAX_MEMBER_BYTES
 
 LAYOUT = {
     "cifar10": {"folder": "cifar-10-batches-py", "archive": "cifar-10-python.tar.gz",
@@ -100,8 +101,13 @@ def _read_all(found: Path, kind: str) -> dict[str, tuple[dict, str]]:
             for m in tar:
                 base = m.name.rsplit("/", 1)[-1]
                 if m.isfile() and base in wanted and base not in raws:
+                    if m.size > MAX_MEMBER_BYTES:
+                        raise DataError(f"{found}:{m.name}: {m.size / 2**20:.0f} MiB exceeds mvsearch's bound of "
+                                        f"{MAX_MEMBER_BYTES // 2**20} MiB for a CIFAR batch; re-download it")
                     f = tar.extractfile(m)
                     raws[base] = (f.read() if f else b"", f"{found}:{m.name}")
+    except DataError:
+        raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DataError(f"{found}: corrupt or truncated archive ({exc}); re-download it") from None
     missing = sorted(wanted - raws.keys())

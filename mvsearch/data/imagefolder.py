@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mvsearch.core.errors import DataError
-from mvsearch.core.text import printable
+from mvsearch.core.errors import DataError, first_line
+from mvsearch.core.limits import MAX_DATA_BYTES, MAX_MEMBER_BYTES
+from mvsearch.core.text import printable, quote
 from mvsearch.data.base import Decoded, check_decoded_bytes
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -79,6 +80,7 @@ def source_files(path: Path) -> tuple[list[Path], Path | None]:
 def _archive_listing(path: Path) -> dict[str, dict[str, list[tuple[str, bytes]]]]:
     """Read every image of the archive: split -> class -> [(member name, bytes)]."""
     found: dict[tuple[str, ...], list[tuple[str, bytes]]] = {}
+    total = 0
     try:
         with tarfile.open(path, "r:*") as tar:
             for m in tar:
@@ -87,10 +89,18 @@ def _archive_listing(path: Path) -> dict[str, dict[str, list[tuple[str, bytes]]]
                     found.setdefault(parts, [])  # an (empty) class folder
                 if not (m.isfile() and _is_image(parts[-1]) and len(parts) >= 3):
                     continue
+                total += m.size
+                if m.size > MAX_MEMBER_BYTES or total > MAX_DATA_BYTES:
+                    raise DataError(f"{quote(path)}: {printable(m.name)[:100]!r} takes the archive's images past "
+                                    f"mvsearch's bound ({MAX_MEMBER_BYTES // 2**20} MiB an image, "
+                                    f"{MAX_DATA_BYTES // 2**30} GiB in all)")
                 f = tar.extractfile(m)
                 found.setdefault(parts[:-1], []).append((m.name, f.read() if f else b""))
+    except DataError:
+        raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or truncated archive ({exc}); re-create or re-download it") from None
+        raise DataError(f"{quote(path)}: corrupt or truncated archive ({first_line(exc)}); re-create or re-download "
+                        f"it") from None
     # the root is the shortest prefix P with P/train/<class>/
     prefixes = sorted({k[:-2] for k in found if len(k) >= 2 and k[-2] == "train"}, key=len)
     if not prefixes:
