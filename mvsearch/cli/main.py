@@ -120,6 +120,8 @@ def failure(exc: BaseException, ctx: click.Context | None = None, *, process: bo
         _say("error: out of memory: the input asks for more memory than this machine has; use smaller "
              "settings (see 'Errors and safety' in the README)")
         return 2
+    if isinstance(exc, BrokenPipeError):  # `mvsearch trials | head`: the reader has gone, nothing to say
+        return 1
     if isinstance(exc, ValueError) and "null byte" in str(exc):  # a path typed with a NUL in it
         _say("error: a path holds a NUL character; check the file names given")
         return 2

@@ -100,6 +100,7 @@ def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_na
     if summary.timed_out:
         echo(f"stopped: --timeout {timeout} reached; rerun the same command to add trials")
     if summary.interrupted:
-        echo("interrupted: the running trial was marked failed; rerun the same command to resume",
-                   err=True)
+        stopped = any(o.reason == "interrupted" for o in summary.outcomes)
+        echo("interrupted: " + ("the running trial was marked failed; " if stopped else "")
+             + "rerun the same command to resume", err=True)
         ctx.exit(130)
