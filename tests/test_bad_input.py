@@ -182,6 +182,7 @@ def build_world(w: Path) -> dict[str, str]:
         "huge.yaml": "# padding\n" * 220_000,
         "widest.yaml": _widest(),
         "stage.yaml": good.replace("layer1:\n  channels: 16\n  blocks: 1\n", "layer1: 7\n"),
+        "attention.yaml": good.replace("  heads: 4\n  patch:\n  - 2\n  - 2\n", "  heads: 64\n  patch:\n  - 1\n  - 1\n", 1),
     }
     for name, text in files.items():
         (arch / name).write_text(text, encoding="utf-8")
@@ -361,6 +362,7 @@ CASES: list[tuple[str, list[str], bool]] = [
     ("count-config-classes-1e12", ["count", "--config", "arch/classes.yaml"], H),
     ("count-config-expansion-1e6", ["count", "--config", "arch/expansion.yaml"], H),
     ("count-config-every-bound-at-once", ["count", "--config", "arch/widest.yaml", "--resolution", "1024"], H),
+    ("count-config-attention-17g-weights", ["count", "--config", "arch/attention.yaml", "--resolution", "1024"], H),
     ("count-resolution-1e5", ["count", "--preset", "mobilevit_xxs", "--resolution", "100000"], H),
     ("count-resolution-5000-digits", ["count", "--preset", "mobilevit_xxs", "--resolution", BIG], H),
     ("count-num-classes-1e12", ["count", "--preset", "mobilevit_xxs", "--num-classes", "1000000000000"], H),

@@ -81,3 +81,11 @@ def test_check_url():
     check_url("sqlite:///x.db")
     with pytest.raises(StudyError):
         check_url("x.db")
+
+
+def test_a_bad_heartbeat_variable_is_one_line_when_storage_opens(monkeypatch, tmp_path):
+    from mvsearch.search import storage
+
+    monkeypatch.setitem(storage._BAD_ENV, "MVSEARCH_HEARTBEAT_S", "soon")
+    with pytest.raises(StudyError, match=r"\$MVSEARCH_HEARTBEAT_S: must be a number of seconds .* got 'soon'"):
+        open_storage(f"sqlite:///{tmp_path / 'x.db'}")

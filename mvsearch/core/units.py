@@ -76,7 +76,7 @@ def format_count(n: float | int | None, unit: str = "") -> str:
     """1_500_000_000 -> ``1.5G``; 418_183_680 -> ``418M``; None -> ``-``."""
     if n is None:
         return "-"
-    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for suffix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.3g}{suffix}{unit}"
     return f"{n:.3g}{unit}" if isinstance(n, float) else f"{n}{unit}"

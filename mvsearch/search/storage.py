@@ -46,8 +46,22 @@ from mvsearch.search.record import StudyRecord, TrialRecord, records_of
 
 STUDIES_DIR = Path(os.environ.get("MVSEARCH_STUDIES", "studies"))
 #: seconds between a running trial's heartbeats, and silence after which it counts as dead
-HEARTBEAT_S = float(os.environ.get("MVSEARCH_HEARTBEAT_S", "30"))
-GRACE_S = float(os.environ.get("MVSEARCH_GRACE_S", str(4 * HEARTBEAT_S)))
+def _seconds(var: str, default: float) -> float:
+    """A positive number of seconds from ``$var`` (a bad value is reported when storage opens)."""
+    text = os.environ.get(var)
+    try:
+        value = float(text) if text is not None and len(text) <= 20 else default
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 86_400:
+        _BAD_ENV[var] = text if text is not None else ""
+        return default
+    return value
+
+
+_BAD_ENV: dict[str, str] = {}
+HEARTBEAT_S = _seconds("MVSEARCH_HEARTBEAT_S", 30.0)
+GRACE_S = _seconds("MVSEARCH_GRACE_S", 4 * HEARTBEAT_S)
 #: retries of opening a fresh database whose schema another worker is creating at the same moment
 SCHEMA_RETRIES = 5
 #: a search name: what a space's ``name:`` may be (it becomes a file name and a study name)
@@ -243,6 +257,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
     ``heartbeat=False`` opens it for reading: on SQLite the file's journal mode is left as it is.
     """
     check_url(url)
+    for var, text in _BAD_ENV.items():
+        raise StudyError(f"${var}: must be a number of seconds in 1..86400, got {shorten(text)}; fix or unset it")
     if url.startswith("sqlite:///"):
         folder = Path(url[len("sqlite:///"):]).expanduser().parent
         try:
