@@ -4,8 +4,6 @@ from __future__ import annotations
 import sys
 import time
 
-import click
-
 from mvsearch.cli.options import echo
 from mvsearch.core.text import printable
 from mvsearch.core.units import format_count, format_flops
