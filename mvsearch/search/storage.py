@@ -135,8 +135,8 @@ def check_writable_file(storage: str) -> None:
         for parent in path.parents:
             if parent.exists() or parent.is_symlink():
                 if not parent.is_dir():
-                    raise StudyError(f"--storage: {quote(parent)} is not a folder, so {quote(path)} cannot be made "
-                                     f"there; pass --storage sqlite:///PATH.db in a writable folder")
+                    raise StudyError(f"--storage: cannot create the folder {quote(path.parent)}: {quote(parent)} is "
+                                     f"not a folder; pass --storage sqlite:///PATH.db in a writable folder")
                 break
         return
     if stat.S_ISDIR(st.st_mode):
