@@ -589,6 +589,11 @@ CASES: list[tuple[str, list[str], bool]] = [
     ("report-output-someone-elses", ["report", "--study", "demo", "-o", "reports/mine.html"], False),
     ("pareto-output-device", ["pareto", "--study", "demo", "-o", "/dev/full"], False),
     ("pareto-output-someone-elses", ["pareto", "--study", "demo", "-o", "reports/mine.html"], False),
+    ("pareto-backend-unknown", ["pareto", "--study", "demo", "--backend", "tvm", "-o", "reports/p.html"], False),
+    ("pareto-latency-not-measured", ["pareto", "--study", "demo", "--x", "latency", "-o", "reports/p.html"], False),
+    ("pareto-output-under-file", ["pareto", "--study", "demo", "-o", "notes.txt/p.html"], False),
+    ("report-backend-unknown", ["report", "--study", "demo", "--backend", "tvm", "-o", "reports/r.html"], False),
+    ("report-output-under-file", ["report", "--study", "demo", "-o", "notes.txt/r.html"], False),
     # ------------------------------------------------------------ export
     ("export-no-selector", ["export", "--study", "demo", "-o", "exports"], False),
     ("export-two-selectors", ["export", "--study", "demo", "--best", "--trial", "3", "-o", "exports"], False),
