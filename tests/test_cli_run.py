@@ -475,18 +475,6 @@ def _running_trial(db: Path) -> tuple[str, int] | None:
     return (row[0], row[1]) if row else None
 
 
-#: what Python prints when a Ctrl-C lands in a finalizer during training: a known bug of
-#: mvsearch.search.interrupt (pinned, deterministically, by
-#: tests/test_search.py::test_ctrl_c_inside_a_finalizer_stops_training_without_a_traceback)
-KNOWN_FINALIZER_TRACEBACK = re.compile(
-    r"Exception ignored in sys\.unraisablehook: <bound method Interrupt\._unraisable[^\n]*\n"
-    r"Traceback \(most recent call last\):\n(?:  [^\n]*\n)*KeyboardInterrupt: ?\n")
-
-
-def without_known_finalizer_traceback(err: str) -> str:
-    return KNOWN_FINALIZER_TRACEBACK.sub("", err)
-
-
 def test_ctrl_c_leaves_a_consistent_study_that_a_rerun_resumes(tmp_path):
     space = write_space(tmp_path)
     env = {**os.environ, "MVSEARCH_STUDIES": str(tmp_path / "studies"), "PYTHONUNBUFFERED": "1"}
@@ -509,7 +497,7 @@ def test_ctrl_c_leaves_a_consistent_study_that_a_rerun_resumes(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, (out, err)
-    assert "interrupted" in err and "Traceback" not in without_known_finalizer_traceback(err), err
+    assert "interrupted" in err and "Traceback" not in err, err
     url = f"sqlite:///{db}"
     assert running[0] == "e2e@3M"
     study = optuna.load_study(study_name="e2e@3M", storage=url)

@@ -278,9 +278,6 @@ def test_a_retry_whose_worker_dies_too_is_not_retried_again(tmp_path):
     assert _waiting(study) == []  # max_retry=1: an architecture that killed two workers is not queued again
 
 
-@pytest.mark.xfail(strict=True, reason="the retry copies the dead worker's `worker` attribute: once a live worker "
-                                       "pops it, and until its objective writes its own worker, a worker starting "
-                                       "on this host fails it again (reported)")
 def test_a_retry_taken_by_a_live_worker_is_not_failed_again(tmp_path):
     study = optuna.create_study(study_name="w@3M", storage=sqlite(tmp_path), direction="maximize")
     first = _running(study, f"{socket.gethostname()}:{_dead_pid()}", 3)
@@ -356,9 +353,6 @@ FINALIZER_CTRL_C = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="Interrupt._unraisable calls _thread.interrupt_main() inside the unraisable "
-                                       "hook: the handler runs there, its KeyboardInterrupt is swallowed again and "
-                                       "printed with a traceback, and training goes on (reported)")
 def test_ctrl_c_inside_a_finalizer_stops_training_without_a_traceback():
     r = subprocess.run([sys.executable, "-c", FINALIZER_CTRL_C], capture_output=True, text=True, timeout=120,
                        cwd=REPO)
@@ -524,9 +518,6 @@ def test_a_resumed_search_adds_trials_without_repeating_architectures(tmp_path):
     assert events.log[0] == ("start", "e2e")
 
 
-@pytest.mark.xfail(strict=True, reason="a start-up draw is seeded by the tier study's trial count read before its "
-                                       "enqueue_trial, not by a number the storage hands out: two workers that "
-                                       "screen at the same moment enqueue and train the same candidate (reported)")
 def test_two_workers_screening_at_the_same_moment_train_different_candidates(tmp_path, monkeypatch):
     # what two workers started together on one PostgreSQL database do (tests/test_postgres.py sees it about one
     # run in three), made deterministic: worker b runs its whole trial while worker a is screening its draw
@@ -548,7 +539,7 @@ def test_two_workers_screening_at_the_same_moment_train_different_candidates(tmp
     a.run()
     trials = optuna.load_study(study_name="e2e@3M", storage=url).get_trials()
     trained = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(trained) == 2 and len(calls) == 2
+    assert len(trained) == 2 and len(calls) >= 2  # worker a saw b's trial and drew again
     assert trained[0].params != trained[1].params
 
 

@@ -54,6 +54,8 @@ from mvsearch.space.space import SearchSpace
 
 #: a tier whose sampler proposes this many rejections in a row falls back to screened draws
 MAX_REJECTS_IN_A_ROW = 50
+#: fresh draws a worker takes when its screened draw is already a trial (two workers, same moment)
+MAX_REDRAWS = 5
 #: seed of the proxy train/validation split: every trial of every run of a study sees the same split
 SPLIT_SEED = 0
 PRESETS_LABEL = "presets"  # the study of baselines outside every tier
@@ -254,10 +256,12 @@ class Search:
             n += not r.over_budget and not r.baseline
         return n
 
-    def _waiting(self) -> str | None:
+    def _waiting(self, baselines_only: bool = False) -> str | None:
+        """A tier with a queued trial (a baseline, a retry, a screened draw), if any."""
         for label, study in self.studies.items():
-            if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                return label
+            for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                if not baselines_only or TrialRecord.from_user_attrs(t.user_attrs).baseline:
+                    return label
         return None
 
     def _one(self, label: str, rejects_in_a_row: int) -> Any:
@@ -270,6 +274,11 @@ class Search:
                 n = len(study.get_trials(deepcopy=False))
                 rng = random.Random(f"mvsearch-screen/{self.opts.seed}/{label}/{n}")
                 params, refused = screen(self.space, self.budget, tier, rng)
+                for _ in range(MAX_REDRAWS):  # another worker enqueued this very draw while we screened
+                    if all(t.params != params for t in study.get_trials(deepcopy=False)):
+                        break
+                    params, more = screen(self.space, self.budget, tier, rng)
+                    refused += more + 1
                 self.summary.screened += refused
                 study.enqueue_trial(params, user_attrs=TrialRecord(screened_out=refused).to_attrs("screened_out"))
         objective = Objective(self.ctx, tier, label)
@@ -299,14 +308,16 @@ class Search:
         with self.interrupt, cpu_threads(self.opts.threads), warnings.catch_warnings():
             warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
             try:
-                while trained < self.opts.trials or self._waiting() is not None:
+                # done with --trials, a worker still trains the baselines it queued, never another
+                # worker's queued draw
+                while trained < self.opts.trials or self._waiting(baselines_only=True) is not None:
                     if self.interrupt.requested:
                         self.summary.interrupted = True
                         break
                     if self.opts.timeout_s is not None and time.perf_counter() - t_start > self.opts.timeout_s:
                         self.summary.timed_out = True
                         break
-                    label = self._waiting() or min(
+                    label = self._waiting(baselines_only=trained >= self.opts.trials) or min(
                         (t.label for t in self.budget.tiers), key=self._trained)
                     outcome = self._one(label, rejects)
                     if outcome is None:

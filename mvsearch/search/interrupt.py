@@ -21,20 +21,39 @@ class Interrupt:
         self.training = False
         self._old: dict[int, Any] = {}
         self._hook: Any = None
+        self._in_hook = False
+        self._missed = False
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if self._in_hook:  # never raise inside the unraisable hook: Python would swallow it once more
+            self._missed = True
+            return
         first = not self.requested
         self.requested = True
         if self.training or not first:
             raise KeyboardInterrupt
 
+    def _later(self) -> None:
+        """Interrupt the main thread again in a few ms, outside any finalizer or hook."""
+        import _thread
+        import threading
+
+        timer = threading.Timer(0.005, _thread.interrupt_main)
+        timer.daemon = True
+        timer.start()
+
     def _unraisable(self, args: Any) -> None:
         # a KeyboardInterrupt that landed in a weakref or __del__ callback is swallowed by Python
-        # ("Exception ignored in ..."): raise it again in the main thread, where it stops training
+        # ("Exception ignored in ..."): raise it again in the main thread once that has returned
         if isinstance(args.exc_value, KeyboardInterrupt):
-            import _thread
-
-            _thread.interrupt_main()
+            self._in_hook = True
+            try:
+                self._later()
+            finally:
+                self._in_hook = False
+            if self._missed:  # the timer fired while the hook ran: once more
+                self._missed = False
+                self._later()
             return
         self._hook(args)
 

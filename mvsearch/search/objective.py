@@ -18,6 +18,7 @@ FAIL); a non-finite loss fails only that candidate.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -67,6 +68,15 @@ class Objective:
     def _ref(self, trial: optuna.Trial) -> str:
         return f"{self.label}/{trial.number}"
 
+    def _twin(self, trial: optuna.Trial, trials: list) -> int | None:
+        """An earlier screened trial of this study with the same params (not failed), if any."""
+        mine = trial.params
+        for t in trials:
+            if t.number < trial.number and t.state != optuna.trial.TrialState.FAIL and t.params == mine \
+                    and TrialRecord.from_user_attrs(t.user_attrs).screened_out is not None:
+                return t.number
+        return None
+
     def _write(self, trial: optuna.Trial, rec: TrialRecord, *names: str) -> None:
         for k, v in rec.to_attrs(*names).items():
             trial.set_user_attr(k, v)
@@ -74,9 +84,10 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         ctx, t0 = self.ctx, time.perf_counter()
         seeded = TrialRecord.from_user_attrs(trial.user_attrs)  # what was enqueued with it, if anything
-        frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+        self._write(trial, TrialRecord(worker=WORKER), "worker")  # claim it first (a retry names the dead worker)
+        trials = trial.study.get_trials(deepcopy=False)
         with experimental_ok():
-            retry = RetryCallback.retried_trial_number(frozen)
+            retry = RetryCallback.retried_trial_number(trials[trial.number])
         preset = seeded.preset if seeded.baseline else None
         rec = TrialRecord(tier=self.tier.label if self.tier else None, baseline=preset is not None, preset=preset,
                           worker=WORKER, retry_of=retry, seed=ctx.opts.seed, data=ctx.proxy.data,
@@ -92,7 +103,11 @@ class Objective:
         rec.arch = cfg
         quick = analytic_cost(cfg, ctx.space.resolution)
         verdict = ctx.budget.check(quick.flops, quick.params, self.tier) if self.tier else None
-        if verdict is not None:
+        twin = self._twin(trial, trials) if seeded.screened_out is not None and retry is None else None
+        if twin is not None:  # two workers screened the same draw at the same moment: train it once
+            verdict = dataclasses.replace(verdict, ok=False, reason=f"a duplicate of trial {self.label}/{twin}, "
+                                                                     f"drawn by another worker at the same moment")
+        if verdict is not None and retry is None:  # a retry keeps the constraints its first try recorded
             for k, v in verdict.constraints.items():
                 trial.set_constraint(k, v)
         if verdict is not None and not verdict.ok and preset is None:

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from mvsearch.search.record import TrialRecord
-from mvsearch.search.storage import RetryCallback
+from mvsearch.search.storage import RetryCallback, experimental_ok
 
 #: this process, as trials record it
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -37,8 +37,13 @@ def fail_dead_workers(study: optuna.Study, *, unowned: bool = False) -> list[int
     """
     host, out = socket.gethostname(), []
     retry = RetryCallback(max_retry=1)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    trials = study.get_trials(deepcopy=False)
+    for t in [t for t in trials if t.state == TrialState.RUNNING]:
         worker = TrialRecord.from_user_attrs(t.user_attrs).worker
+        with experimental_ok():
+            retry_of = RetryCallback.retried_trial_number(t)
+        if retry_of is not None and worker == TrialRecord.from_user_attrs(trials[retry_of].user_attrs).worker:
+            continue  # a retry just taken by a live worker: it still carries the dead worker's name
         if isinstance(worker, str) and worker.rpartition(":")[0] == host:
             pid = worker.rpartition(":")[2]
             if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
