@@ -5,7 +5,7 @@ import click
 
 from mvsearch.arch.geometry import parse_resolution
 from mvsearch.cli.options import echo, load_arch_choice, preset_or_config, print_json
-from mvsearch.core.units import human
+from mvsearch.core.units import format_count, format_flops
 from mvsearch.cost.traced import count
 
 
@@ -31,5 +31,5 @@ def command(preset, config_path, num_classes, resolution, as_json):
         share = 100.0 * s.flops / cost.flops if cost.flops else 0.0
         echo(f"{s.name:<14}{s.params:>12,}{s.flops:>16,}{share:>7.1f}%")
     echo(f"{'total':<14}{cost.params:>12,}{cost.flops:>16,}{100.0:>7.1f}%")
-    echo(f"params {human(cost.params)}  FLOPs {human(cost.flops)} (fvcore, 1 multiply-add = 1 FLOP)"
-               f"  thop MACs {human(cost.thop_macs)}  activations {human(cost.activations)}")
+    echo(f"params {format_count(cost.params)}  FLOPs {format_flops(cost.flops)} (fvcore, 1 multiply-add = 1 FLOP)"
+         f"  thop MACs {format_flops(cost.thop_macs)}  activations {format_count(cost.activations)}")

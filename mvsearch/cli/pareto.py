@@ -4,9 +4,10 @@ from __future__ import annotations
 import click
 
 from mvsearch.analysis.pareto import compute, table
-from mvsearch.core.units import human
-from mvsearch.analysis.report import write_pareto
+from mvsearch.analysis.report import check_output, write_pareto
 from mvsearch.cli.options import print_json
+from mvsearch.core.text import printable
+from mvsearch.core.units import format_count, format_flops
 
 
 @click.command()
@@ -20,24 +21,26 @@ from mvsearch.cli.options import print_json
                                                "default: the device that measured most trials.")
 @click.option("--png", is_flag=True, help="Also write a PNG beside the page (needs kaleido).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the front and the axes).")
-def command(study_name, storage, x_axis, y_axis, output, backend, png, as_json):
+@click.option("--force", is_flag=True, help="Replace the output file even if it is not a page mvsearch wrote.")
+def command(study_name, storage, x_axis, y_axis, output, backend, png, as_json, force):
     """Print the non-dominated trials (minimise x, maximise accuracy) and write an HTML plot."""
+    check_output(output, force=force)  # a refusal costs nothing: before the front is computed
     p = compute(study_name, storage, x_axis, y_axis, backend=backend)
-    path = write_pareto(p, output, png=png)
+    path = write_pareto(p, output, png=png, force=force)
     if as_json:
         out = p.to_json()
         out["html"] = str(path)
         print_json(out)
         return
     c = p.counts
-    click.echo(f"{p.study_name}: Pareto front of accuracy vs {p.x.name}, {len(p.front)} of {len(p.points)} completed "
+    click.echo(f"{printable(p.study_name)}: Pareto front of accuracy vs {p.x.name}, {len(p.front)} of {len(p.points)} completed "
                f"trials ({c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed, {c.get('REJECTED', 0)} over budget "
                f"never trained)")
     if p.device is not None:
         click.echo(f"latency: {p.device.label()}")
-    click.echo(f"{'rank':>4} {'trial':>5} {'accuracy':>9} {'FLOPs':>9} {'params':>8} {'latency':>18}  "
+    click.echo(f"{'rank':>4} {'trial':>9} {'accuracy':>9} {'FLOPs':>9} {'params':>8} {'latency':>18}  "
                f"{'paper tier':<11} arch")
     for row in table(p):
-        click.echo(f"{row['rank']:>4} {row['trial']:>5} {100 * row['accuracy']:>8.2f}% {human(row['flops']):>9} "
-                   f"{human(row['params']):>8} {row['latency']:>18}  {row['paper tier']:<11} {row['arch']}")
+        click.echo(f"{row['rank']:>4} {row['trial']:>9} {100 * row['accuracy']:>8.2f}% {format_flops(row['flops']):>9} "
+                   f"{format_count(row['params']):>8} {row['latency']:>18}  {row['paper tier']:<11} {row['arch']}")
     click.echo(f"wrote {path}")

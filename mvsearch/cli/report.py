@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from mvsearch.analysis.report import write_report
+from mvsearch.core.text import printable
 
 
 @click.command()
@@ -20,4 +21,4 @@ def command(study_name, storage, output, backend, png, force):
     values, importances and parallel coordinates, the EDF, and every trial."""
     path, rep = write_report(study_name, storage, output, backend=backend, png=png, force=force)
     notes = f"; shown as notes: {', '.join(rep.notes)}" if rep.notes else ""
-    click.echo(f"wrote {path} ({len(rep.figures)} figures{notes})")
+    click.echo(printable(f"wrote {path} ({len(rep.figures)} figures{notes})"))

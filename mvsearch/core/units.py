@@ -82,16 +82,6 @@ def format_count(n: float | int | None, unit: str = "") -> str:
     return f"{n:.3g}{unit}" if isinstance(n, float) else f"{n}{unit}"
 
 
-def human(n: float | None) -> str:
-    """Two decimals in G/M/K for tables and reports: 1.05G, 418.18M, 12.30K; None -> ``-``."""
-    if n is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:g}"
-
-
 def format_flops(n: float | int | None) -> str:
     """A FLOP count in G with 2 decimals (``0.42G``, ``1.5G``) - the unit the paper's tiers are quoted in."""
     if n is None:
