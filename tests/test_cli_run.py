@@ -282,8 +282,11 @@ def test_trials_table_shows_every_trained_trial(searched):
     r = invoke("trials", "--storage", searched.url)
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
-    assert lines[0].split()[:4] == ["trial", "state", "tier", "accuracy"]
-    assert [line.split()[0] for line in lines[1:]] == [ref(t) for t in searched.trials if is_trained(t)]
+    assert lines[0].startswith(f"{len(lines) - 2} trials of study e2e, sorted by tier, then trial number")
+    assert lines[1].split()[:4] == ["trial", "state", "tier", "accuracy"]
+    assert [line.split()[0] for line in lines[2:]] == [ref(t) for t in searched.trials if is_trained(t)]
+    arch = lines[1].index("arch")  # text columns left-aligned under their header
+    assert all(line[arch] != " " for line in lines[2:])
 
 
 @pytest.mark.parametrize("args, words", [

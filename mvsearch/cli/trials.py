@@ -70,4 +70,18 @@ def command(study_name, storage, fmt, sort, rejected):
     show["params"] = ["-" if pd.isna(n) else format_count(int(n)) for n in flat["params"]]
     show["tier"] = flat["tier"].fillna("-")
     show["arch"] = [f"{p} (baseline)" if b else a for a, b, p in zip(flat["arch"], flat["baseline"], flat["preset"])]
-    echo(show.to_string(index=False))
+    order = {"number": "tier, then trial number", "accuracy": "accuracy, best first", "flops": "FLOPs, cheapest first",
+             "params": "params, smallest first"}[sort]
+    echo(f"{len(show)} trials of study {search.name}, sorted by {order}"
+         + ("" if rejected else "; budget rejections left out (--rejected lists them)"))
+    cols = list(show.columns)
+    rows = [[str(v) for v in r] for r in show.itertuples(index=False)]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    left = {"state", "tier", "arch"}  # text left-aligned, numbers right-aligned
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(v.ljust(w) if c in left else v.rjust(w) for c, v, w in zip(cols, cells, widths)).rstrip()
+
+    echo(fmt(cols))
+    for r in rows:
+        echo(fmt(r))
