@@ -24,7 +24,7 @@ from mvsearch.search.storage import RetryCallback
 import pytest
 from optuna.trial import TrialState
 
-#PGIMPORT
+from tests.test_postgres import postgres_url  # noqa: F401  (the real server fixture)
 
 TINY = Path(__file__).resolve().parent.parent / "mvsearch" / "space" / "spaces" / "tiny.yaml"
 DATA = "synthetic:samples=1024,classes=4"
