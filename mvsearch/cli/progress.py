@@ -37,6 +37,7 @@ class Printer:
             self.bar.write(printable(text), file=sys.stdout)
         else:
             echo(text)
+            sys.stdout.flush()  # a log file sees each trial as it ends, not when the buffer fills
 
     # Reporter interface
     def start(self, info) -> None:
