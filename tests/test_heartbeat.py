@@ -59,12 +59,13 @@ def training_trial(url: str, timeout: float = 120.0):
     raise AssertionError("no trial started training")
 
 
-def kill_mid_trial(tmp_path: Path, url: str, *, other_host: bool):
+def kill_mid_trial(tmp_path: Path, url: str, *, other_host: bool, env: dict | None = None):
+    """Start a worker, SIGKILL it while a trial trains: (space file, the killed trial)."""
     space = slow_space(tmp_path)
     cmd = run_cmd(space, url, 3)
     if other_host:  # a worker "on another machine": its own host name, same storage
         cmd = ["unshare", "--uts", "sh", "-c", 'hostname other-node && exec "$@"', "sh", *cmd]
-    env = {**os.environ, **ENV}
+    env = env or {**os.environ, **ENV}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
@@ -128,19 +129,8 @@ def test_a_killed_worker_on_another_host_is_found_by_the_heartbeat_postgres(tmp_
 @needs_unshare
 def test_within_the_grace_period_another_hosts_running_trial_is_left_alone(tmp_path):
     url = f"sqlite:///{tmp_path}/hb.db"
-    space = slow_space(tmp_path)
     env = {**os.environ, **ENV, "MVSEARCH_GRACE_S": "600"}
-    cmd = ["unshare", "--uts", "sh", "-c", 'hostname other-node && exec "$@"', "sh", *run_cmd(space, url, 3)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        victim = training_trial(url)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    space, victim = kill_mid_trial(tmp_path, url, other_host=True, env=env)
     r = subprocess.run(run_cmd(space, url, 1), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     study = optuna.load_study(study_name="hb@3M", storage=url)
