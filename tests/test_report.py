@@ -12,10 +12,11 @@ import sys
 import optuna
 import pytest
 from click.testing import CliRunner
-from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from mvsearch.analysis.report import MIN_IMPORTANCE_TRIALS, build_report, write_pareto, write_report
+from mvsearch.analysis.figures import MIN_IMPORTANCE_TRIALS
+from mvsearch.analysis.report import build_report, write_pareto, write_report
 from mvsearch.analysis.pareto import compute
 from mvsearch.arch.presets import get_preset
 from mvsearch.cli.main import main
@@ -396,6 +397,6 @@ def test_cli_empty_study_in_a_real_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mvsearch", "report", "--study", name, "--storage", storage,
                            "-o", str(tmp_path / "r.html")], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert proc.returncode == 2 and proc.stderr == f"error: study 'empty' has no trials yet; run `mvsearch run " \
-                                                   f"--study empty` first\n"
+    assert proc.returncode == 2 and proc.stderr == "error: study 'empty' has no trials yet; run `mvsearch run " \
+                                                   "--study empty` first\n"
     assert not (tmp_path / "r.html").exists()

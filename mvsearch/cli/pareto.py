@@ -4,7 +4,8 @@ from __future__ import annotations
 import click
 
 from mvsearch.analysis.pareto import compute, table
-from mvsearch.analysis.report import check_output, write_pareto
+from mvsearch.analysis.page import check_output
+from mvsearch.analysis.report import write_pareto
 from mvsearch.cli.options import print_json
 from mvsearch.core.text import printable
 from mvsearch.core.units import format_count, format_flops
