@@ -141,7 +141,9 @@ _ISOLATED = textwrap.dedent("""
     import importlib.util, json, sys
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
     sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in repr(h).lower()]
-    sys.path[:] = [p for p in sys.path if "editable" not in p and not p.startswith({repo!r})]
+    # the checkout leaves the path, a virtual environment inside it (.venv: torch) stays
+    sys.path[:] = [p for p in sys.path if "editable" not in p
+                   and (not p.startswith({repo!r}) or "site-packages" in p)]
     sys.path_importer_cache.clear()
     assert importlib.util.find_spec("mvsearch") is None, "mvsearch is still importable"
     sys.path.insert(0, {out!r})

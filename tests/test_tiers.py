@@ -220,3 +220,15 @@ def test_screening_an_empty_band_says_so(tiny, monkeypatch):
     budget = parse_budget("1M,1.0001M")  # a band 100 FLOPs wide
     with pytest.raises(BudgetError, match=r"no architecture of space 'tiny' within tier .* in 50 random draws.*widen"):
         screen(tiny, budget, budget.tiers[1], random.Random(0))
+
+
+def test_a_queued_trial_shows_the_params_it_was_enqueued_with():
+    # pins the Optuna behaviour drawn_params relies on: enqueue_trial keeps them in system_attrs
+    from mvsearch.search.tiers import drawn_params
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 3})
+    (queued,) = study.get_trials()
+    assert queued.params == {} and drawn_params(queued) == {"x": 3}
+    study.optimize(lambda t: t.suggest_int("x", 0, 5), n_trials=1)
+    assert drawn_params(study.trials[0]) == {"x": 3} == study.trials[0].params

@@ -48,7 +48,7 @@ from mvsearch.search.workers import WORKER, fail_dead_workers  # noqa: F401  (WO
 from mvsearch.search.bands import check_bands
 from mvsearch.search.storage import (SEP, check_writable_file, default_storage, experimental_ok, open_storage,
                                      shown_url, sqlite_path, storage_problem, study_name)
-from mvsearch.search.tiers import n_startup, make_pruner, make_sampler, screen
+from mvsearch.search.tiers import drawn_params, make_pruner, make_sampler, n_startup, screen
 from mvsearch.space.loader import parse_space
 from mvsearch.space.space import SearchSpace
 
@@ -275,7 +275,7 @@ class Search:
                 rng = random.Random(f"mvsearch-screen/{self.opts.seed}/{label}/{n}")
                 params, refused = screen(self.space, self.budget, tier, rng)
                 for _ in range(MAX_REDRAWS):  # another worker enqueued this very draw while we screened
-                    if all(t.params != params for t in study.get_trials(deepcopy=False)):
+                    if all(drawn_params(t) != params for t in study.get_trials(deepcopy=False)):
                         break
                     params, more = screen(self.space, self.budget, tier, rng)
                     refused += more + 1

@@ -38,6 +38,7 @@ from mvsearch.proxy.settings import ProxySettings, proxy_arch
 from mvsearch.search.events import Reporter, RunOptions, TrialOutcome
 from mvsearch.search.record import TrialRecord
 from mvsearch.search.storage import RetryCallback, experimental_ok, weights_dir
+from mvsearch.search.tiers import drawn_params
 from mvsearch.search.workers import WORKER
 from mvsearch.space.space import SearchSpace
 
@@ -68,11 +69,11 @@ class Objective:
     def _ref(self, trial: optuna.Trial) -> str:
         return f"{self.label}/{trial.number}"
 
-    def _twin(self, trial: optuna.Trial, trials: list) -> int | None:
+    def _twin(self, trial: optuna.Trial) -> int | None:
         """An earlier screened trial of this study with the same params (not failed), if any."""
         mine = trial.params
-        for t in trials:
-            if t.number < trial.number and t.state != optuna.trial.TrialState.FAIL and t.params == mine \
+        for t in trial.study.get_trials(deepcopy=False):  # read now: after this trial's params are set
+            if t.number < trial.number and t.state != optuna.trial.TrialState.FAIL and drawn_params(t) == mine \
                     and TrialRecord.from_user_attrs(t.user_attrs).screened_out is not None:
                 return t.number
         return None
@@ -103,7 +104,7 @@ class Objective:
         rec.arch = cfg
         quick = analytic_cost(cfg, ctx.space.resolution)
         verdict = ctx.budget.check(quick.flops, quick.params, self.tier) if self.tier else None
-        twin = self._twin(trial, trials) if seeded.screened_out is not None and retry is None else None
+        twin = self._twin(trial) if seeded.screened_out is not None and retry is None else None
         if twin is not None:  # two workers screened the same draw at the same moment: train it once
             verdict = dataclasses.replace(verdict, ok=False, reason=f"a duplicate of trial {self.label}/{twin}, "
                                                                      f"drawn by another worker at the same moment")

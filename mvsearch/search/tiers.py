@@ -64,6 +64,15 @@ def n_startup(trials: int, tiers: int) -> int:
     return max(3, min(10, per_tier // 2))
 
 
+def drawn_params(t: Any) -> dict[str, Any]:
+    """A trial's params, or for a queued trial the params it was enqueued with (not yet suggested).
+
+    Optuna keeps ``enqueue_trial``'s params in the public ``FrozenTrial.system_attrs`` under
+    ``fixed_params`` until the trial runs (pinned by tests/test_tiers.py).
+    """
+    return dict(t.params) or dict(t.system_attrs.get("fixed_params") or {})
+
+
 def screen(space: SearchSpace, budget: Budget, tier: Tier, rng: random.Random) -> tuple[dict[str, Any], int]:
     """Uniform draws until one lies in ``tier``'s band (and under the params cap): (params, draws refused)."""
     res = space.resolution
@@ -77,4 +86,4 @@ def screen(space: SearchSpace, budget: Budget, tier: Tier, rng: random.Random) -
         f"draws; the budget band is (nearly) empty: widen it or the space")
 
 
-__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "n_startup", "screen", "MAX_SCREEN"]
+__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "n_startup", "screen", "drawn_params", "MAX_SCREEN"]
