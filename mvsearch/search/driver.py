@@ -46,7 +46,7 @@ from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
 from mvsearch.search.results import best_trials  # noqa: F401  (re-exported: the run's closing table)
 from mvsearch.search.workers import WORKER, fail_dead_workers  # noqa: F401  (WORKER re-exported)
 from mvsearch.search.bands import check_bands
-from mvsearch.search.storage import (SEP, check_writable_file, default_storage, experimental_ok, open_storage,
+from mvsearch.search.storage import (check_writable_file, default_storage, experimental_ok, open_storage,
                                      shown_url, sqlite_path, storage_problem, study_name)
 from mvsearch.search.tiers import drawn_params, make_pruner, make_sampler, n_startup, screen
 from mvsearch.space.loader import parse_space
@@ -350,4 +350,4 @@ def run_search(space: SearchSpace, budget: Budget, opts: RunOptions, reporter: R
     return s.run()
 
 
-__all__ = ["run_search", "best_trials", "fail_dead_workers", "Interrupt", "Search", "SPLIT_SEED", "WORKER", "SEP"]
+__all__ = ["run_search", "best_trials", "fail_dead_workers", "Interrupt", "Search", "SPLIT_SEED", "WORKER"]

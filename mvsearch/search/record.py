@@ -191,29 +191,6 @@ class StudyRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in attrs.items() if k in known})
 
-    def describe(self) -> dict[str, str]:
-        """Readable fields for a summary (label -> text)."""
-        out = {}
-        if self.space:
-            out["space"] = self.space + (f" ({self.space_file})" if self.space_file else "")
-        if self.budget:
-            out["budget"] = self.budget
-        if self.tiers:
-            out["tiers"] = ", ".join(self.tiers)
-        if self.resolution:
-            out["deployment"] = f"{self.resolution[0]}x{self.resolution[1]}, {self.num_classes} classes"
-        if self.data:
-            out["data"] = self.data
-        if self.proxy:
-            out["proxy"] = describe_proxy(self.proxy)
-        if self.sampler:
-            out["sampler / pruner"] = f"{self.sampler} / {self.pruner}"
-        if self.seed is not None:
-            out["seed"] = str(self.seed)
-        if self.mvsearch_version:
-            out["mvsearch version"] = self.mvsearch_version
-        return out
-
 
 def describe_proxy(p: dict[str, Any]) -> str:
     """``64x64, stem stride 1, 3 epochs, 1024 train / 512 val images, batch 64, lr 0.002``."""
