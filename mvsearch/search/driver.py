@@ -21,10 +21,7 @@ rerun of the same command resumes.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import secrets
 import time
 import warnings
 from pathlib import Path
@@ -46,7 +43,7 @@ from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
 from mvsearch.search.results import best_trials  # noqa: F401  (re-exported: the run's closing table)
 from mvsearch.search.workers import WORKER, fail_dead_workers  # noqa: F401  (WORKER re-exported)
 from mvsearch.search.bands import check_bands
-from mvsearch.search.storage import (check_writable_file, default_storage, experimental_ok, open_storage,
+from mvsearch.search.storage import (check_writable_file, create_whole, default_storage, experimental_ok, open_storage,
                                      shown_url, sqlite_path, storage_problem, study_name)
 from mvsearch.search.tiers import drawn_params, make_pruner, make_sampler, n_startup, screen
 from mvsearch.space.loader import parse_space
@@ -154,35 +151,13 @@ class Search:
             optuna.logging.set_verbosity(verbosity)
 
     def _create_new(self, path: Path) -> None:
-        """A new SQLite file appears whole: its tables and tier studies are made in a hidden file
-        beside it, which is then linked into place (never over a file another worker made first).
-        Ctrl-C, a crash or an error part-way leaves no database with tables but no study."""
-        folder = path.parent
-        made = [p for p in (folder, *folder.parents) if not p.exists()]
-        tmp = folder / f".{path.name}.{secrets.token_hex(6)}.part"
-        try:
-            storage = open_storage(f"sqlite:///{tmp}")
-            try:
-                for i, tier in enumerate(self.budget.tiers):
-                    self._open_study(storage, tier.label, i, self.startup)
-            finally:
-                storage.engine.dispose()  # the last connection closes: the WAL is folded into the file
-            try:
-                os.link(tmp, path)
-            except FileExistsError:  # another worker made it first: use theirs
-                pass
-            except OSError:  # a file system without hard links
-                if not path.exists():
-                    os.replace(tmp, path)
-        finally:
-            for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm"),
-                      tmp.with_name(tmp.name + "-journal")):
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            if not path.exists():
-                for d in made:  # only folders this run created, and only while still empty
-                    with contextlib.suppress(OSError):
-                        d.rmdir()
+        """A new SQLite file appears whole (see :func:`~mvsearch.search.storage.create_whole`)."""
+
+        def init(storage: Any) -> None:
+            for i, tier in enumerate(self.budget.tiers):
+                self._open_study(storage, tier.label, i, self.startup)
+
+        create_whole(path, init)
 
     def _open(self) -> None:
         self.startup = n_startup(self.opts.trials, len(self.budget.tiers))

@@ -23,13 +23,14 @@ import difflib
 import os
 import random
 import re
+import secrets
 import sqlite3
 import stat
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import optuna
 
@@ -302,6 +303,37 @@ def weights_dir(storage: str, name: str) -> Path:
     return base / f"{name}-weights"
 
 
+def create_whole(path: Path, init: Callable[[optuna.storages.RDBStorage], None]) -> None:
+    """Make a new SQLite study file whole: ``init`` creates its studies in a hidden file beside it,
+    which is then linked into place (never over a file another worker made first). Ctrl-C, a
+    crash or an error part-way leaves no database with tables but no study."""
+    folder = path.parent
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.part"
+    try:
+        storage = open_storage(f"sqlite:///{tmp}")
+        try:
+            init(storage)
+        finally:
+            storage.engine.dispose()  # the last connection closes: the WAL is folded into the file
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another worker made it first: use theirs
+            pass
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm"),
+                  tmp.with_name(tmp.name + "-journal")):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        if not path.exists():
+            for d in made:  # only folders this run created, and only while still empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+
 # ---------------------------------------------------------------------- reading a search
 @dataclass
 class SearchStudies:
@@ -421,5 +453,5 @@ def open_search(name: str | None, storage: str | None) -> SearchStudies:
     return SearchStudies(name, url, studies)
 
 
-__all__ = ["SearchStudies", "open_search", "resolve", "open_storage", "default_storage", "weights_dir",
+__all__ = ["SearchStudies", "open_search", "create_whole", "resolve", "open_storage", "default_storage", "weights_dir",
            "check_name", "check_writable_file", "check_url", "sqlite_path", "storage_problem", "shown_url", "study_name", "RetryCallback", "experimental_ok", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import datetime, timedelta
 
 import optuna
 from optuna.trial import TrialState
 
 from mvsearch.search.record import TrialRecord
 from mvsearch.search.storage import RetryCallback, experimental_ok
+
+#: an unowned RUNNING trial younger than this may be one a live worker is about to claim (it
+#: writes its name as the trial's first act, within milliseconds)
+UNCLAIMED_GRACE = timedelta(seconds=60)
 
 #: this process, as trials record it
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -33,7 +38,7 @@ def fail_dead_workers(study: optuna.Study, *, unowned: bool = False) -> list[int
 
     Optuna's heartbeat finds dead workers on any host, after its grace period; a dead process on
     this host is certain at once. ``unowned``: also trials that never recorded a worker (a
-    single-user SQLite file). Returns the failed trial numbers.
+    single-user SQLite file), once they are a minute old. Returns the failed trial numbers.
     """
     host, out = socket.gethostname(), []
     retry = RetryCallback(max_retry=1)
@@ -50,6 +55,8 @@ def fail_dead_workers(study: optuna.Study, *, unowned: bool = False) -> list[int
                 continue
         elif worker is not None or not unowned:
             continue  # another machine's trial: the heartbeat judges it
+        elif t.datetime_start is not None and datetime.now() - t.datetime_start < UNCLAIMED_GRACE:
+            continue  # just started by a live worker that has not written its name yet
         study.tell(t.number, state=TrialState.FAIL)
         retry(study, study.get_trials(deepcopy=False)[t.number])
         out.append(t.number)
