@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+from datetime import timedelta
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from mvsearch.budget import parse_budget
 from mvsearch.core.errors import StudyError
 from mvsearch.cost.analytic import analytic_cost
 from mvsearch.search import driver
+from mvsearch.search import workers
 from mvsearch.search.driver import Search, best_trials, fail_dead_workers, run_search
 from mvsearch.search.events import Reporter, RunOptions, check_options
 from mvsearch.search.interrupt import Interrupt
@@ -254,10 +256,14 @@ def test_fail_dead_workers_fails_a_dead_local_worker_and_queues_one_retry(worker
     assert len(_waiting(study)) == 2  # the unrelated queued trial and the one retry
 
 
-def test_fail_dead_workers_fails_unowned_trials_only_when_asked(worker_study):
-    # a single-user SQLite file: a RUNNING trial that never recorded a worker is nobody's
+def test_fail_dead_workers_fails_unowned_trials_only_when_asked(worker_study, monkeypatch):
+    # a single-user SQLite file: a RUNNING trial that never recorded a worker is nobody's (once it
+    # is older than the moment a live worker takes to claim it)
     study, numbers, _ = worker_study
-    failed = _fail_dead(study, unowned=True)
+    first = _fail_dead(study, unowned=True)
+    assert first == [numbers["dead"]]  # the unowned one just started: a live worker may be claiming it
+    monkeypatch.setattr(workers, "UNCLAIMED_GRACE", timedelta(0))
+    failed = first + _fail_dead(study, unowned=True)
     assert sorted(failed) == sorted([numbers["dead"], numbers["unowned"]])
     states = {t.number: t.state for t in study.get_trials()}
     assert states[numbers["remote"]] == states[numbers["parent"]] == TrialState.RUNNING
