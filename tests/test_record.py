@@ -36,7 +36,7 @@ def full_record() -> TrialRecord:
         "screened_out": 7, "accuracy_curve": [0.25, 0.5], "val_samples": 512, "images_per_s": 10.5,
         "train_wall_s": 1.5, "wall_s": 2.5, "seed": 3, "data": "synthetic", "proxy": {"epochs": 2},
         "proxy_arch": dataclasses.replace(arch, stem_stride=1), "weights": "w.pt", "worker": "h:1",
-        "interrupted": True, "error": "e", "retry_of": 4, "mvsearch_version": "0.1.0",
+        "interrupted": True, "error": "e", "retry_of": 4, "mvsearch_version": "0.1.0", "point": "0123abcd",
     }
     assert set(values) == set(ATTR_FIELDS)  # the test sets every field
     return TrialRecord(**values)

@@ -78,6 +78,7 @@ class TrialRecord:
     error: str | None = None  # why training failed (e.g. a non-finite loss)
     retry_of: int | None = None  # number of the failed trial (worker died) this one retries
     mvsearch_version: str | None = None
+    point: str | None = None  # a scaling study's ladder point (mvsearch.search.scaling.point_key)
 
     # ------------------------------------------------------------ derived
     @property
@@ -178,6 +179,7 @@ class StudyRecord:
     pruner: str | None = None
     seed: int | None = None
     mvsearch_version: str | None = None
+    scale: dict[str, Any] | None = None  # a scaling study's base: kind, label, arch, resolution
     space_yaml: str | None = None  # the space file's text: written last, so a reader seeing it sees the rest
 
     def to_attrs(self) -> dict[str, Any]:
