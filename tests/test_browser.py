@@ -413,3 +413,36 @@ def test_harness_reports_a_network_fetch(browser, study, tmp_path):
     assert "https://cdn.plot.ly/plotly-2.35.2.min.js" in browser.requests()
     with pytest.raises(AssertionError, match="fetched from the network|log: "):
         _clean(browser)
+
+
+def test_the_scaling_page_renders_laws_bands_and_ladder_offline(browser, tmp_path):
+    # a real (tiny) scaling study: two families, 5 points, 2 seeds, trained on synthetic data
+    from click.testing import CliRunner
+
+    from mvsearch.cli.main import main
+    from tests.test_scale import FAST, TINY
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    page = tmp_path / "scale.html"
+    r = CliRunner().invoke(main, ["scale", "--config", str(tmp_path / "tiny.yaml"), *FAST, "--family", "width,depth",
+                                  "--multipliers", "1,2,4,8,16", "--seeds", "2", "--storage",
+                                  f"sqlite:///{tmp_path / 's.db'}", "--json", "-o", str(page)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    plots = _visit(browser, page)
+    _clean(browser)
+    assert set(plots) == {"error-flops", "error-params", "error-activations", "activations-flops"}
+    fitted = [f for f, v in out["families"].items() if v["fit"] is not None]
+    assert fitted
+    for f in fitted:  # each training is a marker: 3 fitted points and 1 held-out point, 2 seeds each
+        n = len(out["families"][f]["ladder"])
+        assert _drawn(plots["error-flops"], f"{f} (held out)") == 2
+        trace = [t for t in plots["error-flops"]["traces"] if t["name"] == f][0]
+        assert trace["drawn"] == trace["n"] == 2 * (n - 1)
+    # a fitted curve and its band per fitted family
+    assert plots["error-flops"]["lines"] >= 2 * len(fitted)
+    rows = browser.eval("document.querySelectorAll('table.ladder tbody tr').length")
+    assert rows == sum(len(v["ladder"]) for v in out["families"].values())
+    assert browser.eval("document.querySelectorAll('table.fits tbody tr').length") == len(fitted)
+    _no_overlaps(browser)
+    assert browser.screenshot(tmp_path / "scale.png").stat().st_size > 10_000

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
 import sys
 from typing import Any
 import click
@@ -43,3 +46,13 @@ def echo(text: Any = "", *, err: bool = False, nl: bool = True) -> None:
 def print_json(obj: Any) -> None:
     """Exactly one JSON object on stdout."""
     sys.stdout.write(json.dumps(obj) + "\n")
+
+
+def quiet_trial_failures(record: logging.LogRecord) -> bool:
+    """Optuna logs a failed or interrupted trial with its traceback; the command prints each trial's
+    outcome itself, so those lines go (all of them with MVSEARCH_DEBUG=1)."""
+    if os.environ.get("MVSEARCH_DEBUG", "").strip() not in ("", "0"):
+        return True
+    if record.exc_info is not None or re.match(r"Trial \d+ failed", str(record.msg)):
+        return False
+    return True

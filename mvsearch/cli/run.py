@@ -2,26 +2,14 @@
 from __future__ import annotations
 
 import logging
-import os
-import re
 import warnings
 
 import click
 
-from mvsearch.cli.options import echo
+from mvsearch.cli.options import echo, quiet_trial_failures
 from mvsearch.cli.progress import Printer, closing_table
 from mvsearch.core.units import parse_duration
 from mvsearch.budget import parse_budget
-
-
-def _quiet_trial_failures(record: logging.LogRecord) -> bool:
-    """Optuna logs a failed or interrupted trial with its traceback; the run prints each trial's
-    outcome itself, so those lines go (all of them with MVSEARCH_DEBUG=1)."""
-    if os.environ.get("MVSEARCH_DEBUG", "").strip() not in ("", "0"):
-        return True
-    if record.exc_info is not None or re.match(r"Trial \d+ failed", str(record.msg)):
-        return False
-    return True
 
 
 @click.command()
@@ -59,7 +47,7 @@ def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_na
     import optuna
 
     for handler in logging.getLogger("optuna").handlers:  # Optuna's own stderr handler
-        handler.addFilter(_quiet_trial_failures)
+        handler.addFilter(quiet_trial_failures)
     from mvsearch.core.errors import StudyError
     from mvsearch.search.driver import run_search
     from mvsearch.search.events import RunOptions
