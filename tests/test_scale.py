@@ -286,3 +286,19 @@ def test_a_trial_of_a_study_is_a_base(base, tmp_path):
     assert out["proxy"]["data"] == "synthetic" and out["proxy"]["epochs"] == 1  # the trial's own training
     src = [t for t in trials(url, "src") if t.number == 1][0]
     assert out["base"]["arch"] == src.user_attrs["arch"]
+
+
+def test_measure_latency_times_each_point_at_its_own_resolution(base, tmp_path):
+    from mvsearch.latency.store import latencies, pick_device
+
+    url = f"sqlite:///{tmp_path / 'lat.db'}"
+    r = scale("--config", base, *FAST, "--family", "resolution", "--multipliers", "1,2,4,8", "--seeds", "1",
+              "--storage", url, "--name", "lat", "--measure-latency", "--json")
+    assert r.exit_code == 0, r.output + r.stderr
+    ladder = json.loads(r.stdout)["families"]["resolution"]["ladder"]
+    assert all(p["latency_ms"] and p["latency_ms"] > 0 for p in ladder)
+    stored = latencies(url, "lat", pick_device(url, "lat"))
+    for p in ladder:
+        rec = stored[f"trial:{p['trials'][0]}"]
+        assert rec.resolution == (p["resolution"], p["resolution"])  # not the base's
+    assert len({p["resolution"] for p in ladder}) == 4

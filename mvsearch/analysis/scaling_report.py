@@ -50,6 +50,7 @@ class PointStats:
     accuracies: tuple[float, ...]  # one per trained seed, seed order
     refs: tuple[str, ...]  # "scale/N" of each
     n_val: int | None  # validation images behind each accuracy
+    latency_ms: float | None = None  # median batch-1 latency when measured (mvsearch scale --measure-latency)
 
     @property
     def trained(self) -> bool:
@@ -80,6 +81,7 @@ class PointStats:
                 "proxy_resolution": self.rung.proxy_resolution, "point": self.rung.key,
                 "accuracies": list(self.accuracies), "mean_accuracy": self.mean, "seeds": len(self.accuracies),
                 "val_samples": self.n_val, "wilson95": list(w) if w else None, "trials": list(self.refs),
+                "latency_ms": self.latency_ms,
                 "arch": self.rung.arch.to_dict()}
 
     def shown(self) -> str:
@@ -219,13 +221,18 @@ class ScaleReport:
 # ---------------------------------------------------------------------- building
 def build(base: Base, rungs: Sequence[Rung], results: dict[str, list[Result]], *, seeds: int, holdout: int = 1,
           resamples: int = 1000, predict: Sequence[int] = (), target_error: float | None = None, name: str = "",
-          url: str = "", proxy: dict[str, Any] | None = None, seed: int = 0) -> ScaleReport:
-    """The report of a plan's trainings (families with fewer than 4 trained points are not fitted)."""
+          url: str = "", proxy: dict[str, Any] | None = None, seed: int = 0,
+          latency: dict[str, float] | None = None) -> ScaleReport:
+    """The report of a plan's trainings (families with fewer than 4 trained points are not fitted).
+
+    ``latency``: trial ref -> median latency in ms, where measured."""
     points = []
     for r in rungs:
         res = results.get(r.key, [])
         n_val = next((x.val_samples for x in res if x.val_samples), None)
-        points.append(PointStats(r, tuple(x.accuracy for x in res), tuple(x.ref for x in res), n_val))
+        ms = [latency[x.ref] for x in res if latency and x.ref in latency]
+        points.append(PointStats(r, tuple(x.accuracy for x in res), tuple(x.ref for x in res), n_val,
+                                 float(np.median(ms)) if ms else None))
     rep = ScaleReport(name, url, base, proxy or {}, seeds, points, predict=list(predict), target_error=target_error,
                       holdout=holdout)
     for f in rep.families():
@@ -320,19 +327,24 @@ def error_figure(rep: ScaleReport) -> go.Figure:
                   "FLOPs (deployment resolution)", "top-1 error (1 − accuracy)")
 
 
+def _cost_of(p: PointStats, axis: str) -> float | None:
+    return p.latency_ms if axis == "latency" else getattr(p.rung, axis)
+
+
 def cost_figure(rep: ScaleReport, axis: str) -> go.Figure:
-    """Mean error vs params or activations per family (log-log)."""
+    """Mean error vs params, activations or latency per family (log-log)."""
     fig = go.Figure()
     for f in [*rep.families(), PRESET_FAMILY]:
-        pts = [p for p in rep.of(f) if p.trained]
+        pts = [p for p in rep.of(f) if p.trained and _cost_of(p, axis) is not None]
         if not pts:
             continue
-        fig.add_trace(go.Scatter(x=[getattr(p.rung, axis) for p in pts], y=[1 - p.mean for p in pts],
+        fig.add_trace(go.Scatter(x=[_cost_of(p, axis) for p in pts], y=[1 - p.mean for p in pts],
                                  mode="lines+markers" if f != PRESET_FAMILY else "markers", name=f,
                                  text=[p.rung.preset or p.rung.arch.summary() for p in pts],
                                  marker=dict(color=COLORS.get(f, "#555"), size=9,
                                              symbol="star" if f == PRESET_FAMILY else "circle")))
-    label = {"params": "parameters", "activations": "activations (fvcore count)"}[axis]
+    label = {"params": "parameters", "activations": "activations (fvcore count)",
+             "latency": "batch-1 latency (ms, this machine)"}[axis]
     return _style(fig, f"Error vs {label}", "mean over seeds", label, "top-1 error (1 − accuracy)")
 
 
@@ -362,7 +374,8 @@ def _fit_table(rep: ScaleReport) -> Table:
 
 def _ladder_table(rep: ScaleReport) -> Table:
     head = (("family", True), ("s", False), ("FLOPs", False), ("params", False), ("activations", False),
-            ("input", False), ("accuracy (±95% Wilson; seeds)", False), ("trials", True), ("arch", True))
+            ("input", False), ("latency ms", False), ("accuracy (±95% Wilson; seeds)", False), ("trials", True),
+            ("arch", True))
     rows = []
     for f in [*rep.families(), PRESET_FAMILY]:
         for p in rep.of(f):
@@ -370,6 +383,7 @@ def _ladder_table(rep: ScaleReport) -> Table:
                               num(p.rung.flops, format_flops(p.rung.flops)),
                               num(p.rung.params, format_count(p.rung.params)),
                               num(p.rung.activations, format_count(p.rung.activations)), num(p.rung.resolution),
+                              num(p.latency_ms, f"{p.latency_ms:.2f}" if p.latency_ms else "-"),
                               num(p.mean, p.shown()), txt(", ".join(p.refs) or "-"),
                               txt(p.rung.arch.summary(), "arch"))))
     return Table("ladder", head, tuple(rows), "family, then FLOPs")
@@ -393,9 +407,9 @@ def page(rep: ScaleReport) -> str:
     sections.append(Section("costs", "Error against other costs", (
         figure(cost_figure(rep, "params"), "plot-error-params"),
         figure(cost_figure(rep, "activations"), "plot-error-activations"),
-        figure(activations_figure(rep), "plot-activations-flops"),
-        Note("Latency is not part of the scaling page; measure a ladder point with "
-             "`mvsearch latency --study NAME` or export it with `mvsearch export --study NAME --trial scale/N`."))))
+        *([figure(cost_figure(rep, "latency"), "plot-error-latency")] if any(p.latency_ms for p in rep.points) else
+          [Note("Latency not measured: rerun with --measure-latency (or `mvsearch latency --study NAME`).")]),
+        figure(activations_figure(rep), "plot-activations-flops"))))
     sections.append(Section("ladder", "The ladder", (_ladder_table(rep),)))
     return render(f"Scaling study: {rep.base.label}", sub, sections)
 

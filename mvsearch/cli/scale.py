@@ -100,14 +100,16 @@ def parse_targets(flops: str, points: int | None, base_flops: int) -> list[int]:
 @click.option("--target-error", type=float, help="Also say the FLOPs each family needs for this error (0.2 = 20%).")
 @click.option("--resamples", type=click.IntRange(min=100, max=100_000), default=1000, show_default=True,
               help="Bootstrap resamples for the intervals.")
+@click.option("--measure-latency", is_flag=True, help="Measure each trained point's batch-1 latency on this "
+              "machine (CPU, torch) at its deployment resolution, stored beside the study.")
 @click.option("--dry-run", is_flag=True, help="Print the ladder (target vs achieved FLOPs) and train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ladder and fit per family).")
 @click.option("-o", "--output", "page", help="Write the study's page (offline HTML) here.")
 @click.option("--force", is_flag=True, help="Overwrite an existing page that mvsearch did not write.")
 def command(preset, config_path, trial, best, study_name, storage, families, flops, points, multipliers, alpha,
             compound_abg, resolution, with_presets, space_ref, data, epochs, train_samples, val_samples, seeds,
-            device, threads, timeout, scale_name, holdout, predict_at, target_error, resamples, dry_run, as_json,
-            page, force):
+            device, threads, timeout, scale_name, holdout, predict_at, target_error, resamples, measure_latency,
+            dry_run, as_json, page, force):
     """Grow and shrink a network along scaling families, train each ladder point, fit error = a*FLOPs^-b + c."""
     import dataclasses
 
@@ -189,9 +191,16 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
     study.open()
     summary = study.run()
     results = study.results()
+    if measure_latency and not summary.interrupted:
+        from mvsearch.latency.study import measure_study
+
+        done = measure_study(opts.name, study.url, threads=threads)
+        if not as_json:
+            echo(f"latency: measured {len(done.measured)} subject(s) on {done.device.label()} "
+                 f"({done.already} already measured)", err=True)
     report = sr.build(base, rungs, results, seeds=opts.seeds, holdout=holdout, resamples=resamples,
                       predict=predict, target_error=target_error, name=opts.name, url=study.url,
-                      proxy=dataclasses.asdict(proxy))
+                      proxy=dataclasses.asdict(proxy), latency=_latencies(opts.name, study.url))
     if page is not None and report.fits:
         path = sr.write_page(report, page, force=force)
     else:
@@ -280,6 +289,21 @@ def _ladder(base, rungs, proxy, opts) -> list[str]:
         out.append(f"{label:<14}{r.multiplier:>6.2f}{d:>6.2f}{w:>6.2f}{rr:>6.2f}{r.resolution:>7}{target:>9}"
                    f"{format_flops(r.flops):>9}{off:>7}{format_count(r.params):>9}{format_count(r.activations):>9}"
                    f"  {r.proxy_resolution}")
+    return out
+
+
+def _latencies(name: str, url: str) -> dict[str, float]:
+    """Trial ref -> median batch-1 latency (ms) on the device that measured most of the study."""
+    from mvsearch.latency.store import latencies, pick_device
+
+    dev = pick_device(url, name)
+    if dev is None:
+        return {}
+    out = {}
+    for subject, rec in latencies(url, name, dev).items():
+        kind, _, ref = subject.partition(":")
+        if kind == "trial":
+            out[ref] = rec.median_ms
     return out
 
 

@@ -86,20 +86,21 @@ def measure_study(study_name: str | None = None, storage: str | None = None, *, 
     if pareto_only:
         keep = {r.ref for r in front(recs, "flops")}
         trained = [r for r in trained if r.ref in keep]
-    todo: list[tuple[str, ArchConfig]] = [(preset_subject(p), get_preset(p, k)) for p in PRESETS]
-    todo += [(trial_subject(r.ref), r.arch) for r in trained]
+    # each trial at its own deployment resolution (a scaling study's resolution family varies it)
+    todo: list[tuple[str, ArchConfig, tuple[int, int]]] = [(preset_subject(p), get_preset(p, k), res) for p in PRESETS]
+    todo += [(trial_subject(r.ref), r.arch, parse_resolution(r.resolution) if r.resolution else res) for r in trained]
     with Store(storage=url) as store:
-        have = {r.subject for r in store.records(name, meter.device) if r.resolution == res}
-        pending = [(s, c) for s, c in todo if force or s not in have]
+        have = {(r.subject, tuple(r.resolution)) for r in store.records(name, meter.device)}
+        pending = [(s, c, r) for s, c, r in todo if force or (s, r) not in have]
         out = []
-        for i, (subject, cfg) in enumerate(pending):
+        for i, (subject, cfg, at) in enumerate(pending):
             if progress is not None:
                 progress(i, len(pending), subject)
             if subject == preset_subject(REFERENCE):  # the reference is its own ratio: 1 exactly
-                timing = ref = meter.reference(res, k, fresh=True)
+                timing = ref = meter.reference(at, k, fresh=True)
             else:
-                timing, ref = meter.measure(cfg, res)
-            out.append(store.put(name, subject, meter.device, res, timing, ref))
+                timing, ref = meter.measure(cfg, at)
+            out.append(store.put(name, subject, meter.device, at, timing, ref))
         if progress is not None:
             progress(len(pending), len(pending), "")
     return MeasureSummary(name, url, meter.device, res, tuple(out), len(todo) - len(pending))
