@@ -113,7 +113,7 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
     """Grow and shrink a network along scaling families, train each ladder point, fit error = a*FLOPs^-b + c."""
     import dataclasses
 
-    from mvsearch.arch.scaling import FAMILIES, check_family
+    from mvsearch.arch.scaling import check_family
     from mvsearch.core.units import parse_duration, parse_flops
     from mvsearch.search import scaling as sc
 
