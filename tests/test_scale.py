@@ -302,3 +302,35 @@ def test_measure_latency_times_each_point_at_its_own_resolution(base, tmp_path):
         rec = stored[f"trial:{p['trials'][0]}"]
         assert rec.resolution == (p["resolution"], p["resolution"])  # not the base's
     assert len({p["resolution"] for p in ladder}) == 4
+
+
+def test_a_preset_is_compared_with_the_nearest_point_or_else_with_the_law():
+    from mvsearch.analysis.scaling_report import build
+
+    base = sc.preset_base("mobilevit_xxs")
+    proxy = ProxySettings(data="synthetic", epochs=1, train_samples=64, val_samples=2000)
+    rungs = sc.plan(base, [("width", {})], proxy, multipliers=[0.5, 1.0, 2.0, 4.0, 8.0],
+                    presets=["mobilevit_xs", "mobilevit_s"])
+
+    def acc(flops):  # a clean law: error = 0.1 * (F/1G)^-0.5 + 0.2
+        return 1 - (0.1 * (flops / 1e9) ** -0.5 + 0.2)
+
+    results = {}
+    for r in rungs:
+        if r.preset == "mobilevit_xs":
+            a = acc(r.flops) - 0.10  # 10 points below the family at its FLOPs: a clear loss for the preset
+        elif r.preset == "mobilevit_s":
+            a = acc(r.flops) - 0.005  # half a point: within the noise
+        else:
+            a = acc(r.flops)
+        results[r.key] = [sc.Result(r.key, s, a + 0.002 * (-1) ** s, 2000, 1.0, f"scale/{i}")
+                          for i, s in enumerate((0, 1))]
+    rep = build(base, rungs, results, seeds=2, resamples=200, holdout=1)
+    assert "width" in rep.fits
+    by = {v.preset.rung.preset: v for v in rep.versus}
+    xs, s = by["mobilevit_xs"], by["mobilevit_s"]
+    nearest = min(abs(r.flops / xs.preset.rung.flops - 1) for r in rungs if r.family == "width")
+    assert (xs.by == "law") == (nearest > 0.15)
+    assert xs.verdict == "win" and xs.lo > 0  # the family beats the preset by more than the noise
+    assert s.verdict == "tie" and s.lo < 0 < s.hi
+    assert "win" in xs.shown() and "pts" in xs.shown()

@@ -95,26 +95,43 @@ class PointStats:
 
 @dataclass(frozen=True)
 class Versus:
-    """A trained paper preset against one family's ladder point nearest to it in FLOPs."""
+    """A trained paper preset against one family at its FLOPs: the family's ladder point nearest in
+    FLOPs (within 15%), or else the family's fitted law at the preset's FLOPs."""
 
     preset: PointStats
     family: str
-    point: PointStats | None  # None: no trained point within MATCH of the preset's FLOPs
-    diff: float | None = None  # point − preset mean accuracy
+    point: PointStats | None  # the ladder point compared with (None: the law, or nothing)
+    diff: float | None = None  # family − preset mean accuracy
     lo: float | None = None  # 95% interval of the difference
     hi: float | None = None
+    predicted: float | None = None  # the law's accuracy at the preset's FLOPs, when it is the law
+
+    @property
+    def by(self) -> str:
+        return "point" if self.point is not None else "law" if self.diff is not None else "none"
 
     @property
     def verdict(self) -> str:
         if self.diff is None:
-            return "no point within 15% of its FLOPs"
+            return "no point within 15% of its FLOPs and no fitted law"
         return "win" if self.lo > 0 else "loss" if self.hi < 0 else "tie"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"preset": self.preset.rung.preset, "family": self.family,
-                "point_flops": self.point.rung.flops if self.point else None,
+        return {"preset": self.preset.rung.preset, "family": self.family, "by": self.by,
+                "point_flops": self.point.rung.flops if self.point else None, "predicted_accuracy": self.predicted,
                 "preset_flops": self.preset.rung.flops, "difference": self.diff, "interval95": [self.lo, self.hi]
                 if self.diff is not None else None, "verdict": self.verdict}
+
+    def shown(self) -> str:
+        pre = self.preset
+        head = f"{pre.rung.preset} ({format_flops(pre.rung.flops)}, {100 * pre.mean:.1f}%) vs {self.family}"
+        if self.diff is None:
+            return f"{head}: {self.verdict}"
+        if self.point is not None:
+            what = f" at {format_flops(self.point.rung.flops)} ({100 * self.point.mean:.1f}%)"
+        else:
+            what = f"'s law at {format_flops(pre.rung.flops)} ({100 * self.predicted:.1f}%; no point within 15%)"
+        return f"{head}{what}: {100 * self.diff:+.1f} pts [{100 * self.lo:+.1f}, {100 * self.hi:+.1f}] {self.verdict}"
 
 
 @dataclass
@@ -192,7 +209,8 @@ class ScaleReport:
             if fit.target is not None:
                 t = fit.target
                 line += ("  | unreachable" if t.flops is None else
-                         f"  | {format_flops(t.flops)} [{format_flops(t.lo)}, {format_flops(t.hi)}]")
+                         f"  | {format_flops(t.flops)} [{format_flops(t.lo) if t.lo else 'never'}, "
+                         f"{format_flops(t.hi) if t.hi else 'never'}]")
             out.append(line)
             for w in fit.warnings:
                 out.append(f"    warning: {w}")
@@ -208,13 +226,7 @@ class ScaleReport:
             out += ["", "ladder points against the paper presets under the same training (95% interval of the "
                         "accuracy difference):"]
             for v in self.versus:
-                if v.point is None:
-                    out.append(f"  {v.preset.rung.preset} vs {v.family}: {v.verdict}")
-                    continue
-                out.append(f"  {v.preset.rung.preset} ({format_flops(v.preset.rung.flops)}, "
-                           f"{100 * v.preset.mean:.1f}%) vs {v.family} at {format_flops(v.point.rung.flops)} "
-                           f"({100 * v.point.mean:.1f}%): {100 * v.diff:+.1f} pts [{100 * v.lo:+.1f}, "
-                           f"{100 * v.hi:+.1f}] {v.verdict}")
+                out.append(f"  {v.shown()}")
         return out
 
 
@@ -258,7 +270,15 @@ def build(base: Base, rungs: Sequence[Rung], results: dict[str, list[Result]], *
         for f in rep.families():
             near = [p for p in rep.of(f) if p.trained and abs(p.rung.flops / pre.rung.flops - 1) <= MATCH]
             if not near:
-                rep.versus.append(Versus(pre, f, None))
+                fit = rep.fits.get(f)
+                if fit is None or pre.variance is None:
+                    rep.versus.append(Versus(pre, f, None))
+                    continue
+                # the law's band at the preset's FLOPs, widened by the preset's own noise
+                pr, noise = fit.predict(float(pre.rung.flops)), Z95 * math.sqrt(pre.variance)
+                acc = 1 - pr.error
+                rep.versus.append(Versus(pre, f, None, acc - pre.mean, (1 - pr.hi) - pre.mean - noise,
+                                         (1 - pr.lo) - pre.mean + noise, acc))
                 continue
             p = min(near, key=lambda p: abs(math.log(p.rung.flops / pre.rung.flops)))
             if p.variance is None or pre.variance is None:
@@ -394,8 +414,7 @@ def page(rep: ScaleReport) -> str:
            f"base {rep.base.label} at {rep.base.resolution}x{rep.base.resolution}; proxy "
            f"{describe_proxy(rep.proxy)} on {rep.proxy.get('data')}; {rep.seeds} seed(s) per point"]
     verdicts = [(f"at {format_flops(c.flops)}", c.verdict) for c in rep.comparisons]
-    versus = [(f"{v.preset.rung.preset} vs {v.family}", v.verdict if v.diff is None else
-               f"{100 * v.diff:+.1f} pts [{100 * v.lo:+.1f}, {100 * v.hi:+.1f}]: {v.verdict}") for v in rep.versus]
+    versus = [(f"{v.preset.rung.preset} vs {v.family}", v.shown().split(": ", 1)[1]) for v in rep.versus]
     blocks: list[Any] = [figure(error_figure(rep), "plot-error-flops"), _fit_table(rep)]
     if rep.unfitted:
         blocks += [Note(f"{f}: not fitted ({why})") for f, why in rep.unfitted.items()]
