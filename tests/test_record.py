@@ -75,6 +75,21 @@ def test_the_study_record_writes_space_yaml_last():
     assert SCHEMA_VERSION == 2
 
 
+def test_every_study_record_field_round_trips_through_a_stored_study():
+    values = {"search": "m", "tier": "fidelity", "schema_version": 2, "space": "tiny", "space_file": "tiny.yaml",
+              "budget": "15M FLOPs", "budgets": {"tiers": []}, "tiers": ["15M"], "max_params": 5,
+              "resolution": [64, 64], "num_classes": 10, "data": "synthetic", "proxy": {"epochs": 2}, "sampler": "tpe",
+              "pruner": "median", "seed": 3, "mvsearch_version": "0.1.0", "scale": {"label": "x"},
+              "fidelity": {"space": "tiny", "proxies": [{"text": "epochs=1"}]}, "space_yaml": "name: tiny"}
+    assert set(values) == {f.name for f in dataclasses.fields(StudyRecord)}  # the test sets every field
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+    for k, v in StudyRecord(**values).to_attrs().items():
+        study.set_user_attr(k, v)
+    back = StudyRecord.from_attrs(optuna.load_study(study_name=study.study_name, storage=storage).user_attrs)
+    assert dataclasses.asdict(back) == values
+
+
 def test_no_module_but_the_record_spells_a_trial_or_study_key():
     # user attributes are written and read only through TrialRecord / StudyRecord
     literal = re.compile(r"""(set_user_attr\(\s*["']|user_attrs\.get\(\s*["']|user_attrs\[\s*["'])""")

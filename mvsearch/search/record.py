@@ -180,6 +180,7 @@ class StudyRecord:
     seed: int | None = None
     mvsearch_version: str | None = None
     scale: dict[str, Any] | None = None  # a scaling study's base: kind, label, arch, resolution
+    fidelity: dict[str, Any] | None = None  # a fidelity study's plan: space, budget, archs, reference, proxies
     space_yaml: str | None = None  # the space file's text: written last, so a reader seeing it sees the rest
 
     def to_attrs(self) -> dict[str, Any]:

@@ -19,7 +19,10 @@ trains such a plan in one ordinary Optuna study, ``NAME@LABEL``:
   interrupted and FAIL, the study stays consistent.
 
 Every planned entry is an object with ``key``, ``arch``, ``resolution``, ``proxy``, ``flops``,
-``params``, ``activations`` and ``preset`` (a :class:`~mvsearch.search.scaling.Rung` is one).
+``params``, ``activations`` and ``preset`` (a :class:`~mvsearch.search.scaling.Rung` is one). An
+entry may carry its own ``seeds`` (an int, at most ``opts.seeds``; the caller checks it): it is then
+trained with seeds 0..seeds-1 instead of ``opts.seeds`` (a fidelity study's reference gets more
+seeds than its proxies). Entries sharing a key are trained with the most seeds any of them asks for.
 """
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ class TrainingOptions:
 
     name: str  # the study's name: Optuna study "NAME@LABEL"
     storage: str | None = None  # default: sqlite:///studies/NAME.db
-    seeds: int = 2  # trainings per planned network, seeds 0..K-1
+    seeds: int = 2  # trainings per planned network, seeds 0..K-1 (an entry's own ``seeds`` overrides it)
     device: str = "auto"
     threads: int | None = None
     timeout_s: float | None = None  # stop starting trainings after this long
@@ -141,8 +144,11 @@ class TrainingStudy:
         self.url = opts.storage or default_storage(opts.name)
         self.full = study_name(opts.name, label)
         self.by_key: dict[str, Any] = {}
+        self.seeds_of: dict[str, int] = {}  # point -> how many seeds it is trained with
         for p in self.planned:
             self.by_key.setdefault(p.key, p)
+            k = getattr(p, "seeds", None) or opts.seeds
+            self.seeds_of[p.key] = max(self.seeds_of.get(p.key, 0), k)
         self.interrupt = Interrupt()
         self._data: dict[tuple, tuple[Any, Any]] = {}
         self.study: optuna.Study | None = None
@@ -215,7 +221,8 @@ class TrainingStudy:
     def jobs(self) -> list[tuple[str, int]]:
         """Every (point, seed) of the plan, seed by seed, cheapest first (a partial study is usable early)."""
         keys = sorted(self.by_key, key=lambda k: (self.by_key[k].flops * _cost_factor(self.by_key[k].proxy), k))
-        return [(k, s) for s in range(self.opts.seeds) for k in keys]
+        most = max(self.seeds_of.values(), default=0)
+        return [(k, s) for s in range(most) for k in keys if s < self.seeds_of[k]]
 
     def _states(self) -> tuple[set, set]:
         done, running = set(), set()
@@ -231,7 +238,7 @@ class TrainingStudy:
         out: dict[str, dict[int, Result]] = {k: {} for k in self.by_key}
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             r = TrialRecord.from_user_attrs(t.user_attrs)
-            if r.point in out and r.seed is not None and r.seed < self.opts.seeds and r.seed not in out[r.point]:
+            if r.point in out and r.seed is not None and r.seed < self.seeds_of[r.point] and r.seed not in out[r.point]:
                 out[r.point][r.seed] = Result(r.point, r.seed, float(t.value), r.val_samples, r.train_wall_s,
                                               f"{self.label}/{t.number}")
         return {k: [v[s] for s in sorted(v)] for k, v in out.items()}
@@ -242,7 +249,8 @@ class TrainingStudy:
             key, seed = job
             queued = TrialRecord.from_user_attrs(trial.user_attrs)  # a retry carries its point and seed
             if queued.point is not None and queued.seed is not None:
-                if queued.point not in self.by_key or (queued.point, queued.seed) in self._states()[0]:
+                if queued.point not in self.by_key or queued.seed >= self.seeds_of[queued.point] or \
+                        (queued.point, queued.seed) in self._states()[0]:
                     _write(trial, TrialRecord(worker=WORKER, error="a retry of a point this plan does not hold "
                                               "(or already trained); rerun the command that planned it to train it"),
                            "worker", "error")
