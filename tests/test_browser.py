@@ -255,13 +255,15 @@ READY = """new Promise((resolve, reject) => {
   })();
 })"""
 
-# per plot: each scatter trace's name, its data length, and the markers it drew in the SVG
+# per plot: each scatter trace's name, its data length, the markers it drew in the SVG, and its
+# vertical error bars that have a length (a bar of no length draws nothing)
 POINTS = """Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
   id: gd.id,
   traces: Array.from(gd.querySelectorAll('g.trace.scatter')).map(g => ({
     name: g.__data__[0].trace.name,
     n: g.__data__[0].trace.x.length,
-    drawn: g.querySelectorAll('path.point').length})),
+    drawn: g.querySelectorAll('path.point').length,
+    bars: Array.from(g.querySelectorAll('path.yerror')).filter(e => e.getBoundingClientRect().height > 0).length})),
   lines: gd.querySelectorAll('g.trace.scatter path.js-line').length,
   bars: gd.querySelectorAll('g.trace.bars g.point').length}))"""
 
@@ -316,6 +318,12 @@ def _drawn(plot: dict[str, Any], prefix: str) -> int:
     return trace["drawn"]
 
 
+def _bars(plot: dict[str, Any], prefix: str) -> int:
+    """The error bars a trace drew (with a length) on screen."""
+    (trace,) = [t for t in plot["traces"] if t["name"].startswith(prefix)]
+    return trace["bars"]
+
+
 def test_pareto_page_renders_front_and_presets_offline(browser, study, tmp_path):
     name, storage = study
     p = compute(name, storage, "flops")
@@ -327,6 +335,7 @@ def test_pareto_page_renders_front_and_presets_offline(browser, study, tmp_path)
     assert _drawn(plot, "pruned") == 2
     assert _drawn(plot, "Pareto front") == len(p.front) >= 1
     assert _drawn(plot, "paper presets") == 2  # the XXS and XS baselines
+    assert _bars(plot, "completed") == 0  # this study records no val_samples: no interval to draw
     labels = browser.eval("Array.from(document.querySelectorAll('.js-plotly-plot text')).map(t => t.textContent)")
     assert {"mobilevit_xxs", "mobilevit_xs"} <= set(labels)
     assert any("S (paper preset" in t for t in labels), labels  # S was not trained: a labelled rule
@@ -371,6 +380,10 @@ def test_a_tiered_report_renders_a_figure_per_tier(browser, tmp_path):
     assert {"history-small", "history-large", "curves-small", "curves-large", "knobs-small", "knobs-large",
             "importance-large", "edf"} <= set(plots)
     assert _drawn(plots["curves-small"], "stopped by the pruner") == 1
+    # every completed trial of this search recorded its 32 validation images: one error bar each
+    assert _bars(plots["pareto-flops"], "completed") == _drawn(plots["pareto-flops"], "completed") == 15
+    assert _bars(plots["pareto-flops"], "paper presets") == 1
+    assert _bars(plots["pareto-flops"], "Pareto front") == 0  # its points carry their bars in the traces above
     titles = browser.eval("Array.from(document.querySelectorAll('text.gtitle')).map(t => t.textContent)")
     assert "Optimization history, tier small" in titles and "Optimization history, tier large" in titles
     _no_overlaps(browser)
@@ -446,3 +459,35 @@ def test_the_scaling_page_renders_laws_bands_and_ladder_offline(browser, tmp_pat
     assert browser.eval("document.querySelectorAll('table.fits tbody tr').length") == len(fitted)
     _no_overlaps(browser)
     assert browser.screenshot(tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def test_the_fidelity_page_renders_scatters_and_tau_against_cost_offline(browser, tmp_path):
+    # a real (tiny) fidelity study: 5 architectures, a reference with 2 seeds and two proxies, synthetic data
+    from click.testing import CliRunner
+
+    from mvsearch.cli.main import main
+    from tests.test_fidelity import FAST, PROXY
+
+    page = tmp_path / "fidelity.html"
+    r = CliRunner().invoke(main, ["fidelity", *FAST, "--proxy", PROXY, "--proxy", "train_samples=64", "--storage",
+                                  f"sqlite:///{tmp_path / 'f.db'}", "--json", "-o", str(page)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    plots = _visit(browser, page)
+    _clean(browser)
+    assert set(plots) == {"tau-cost", "scatter-0", "scatter-1"}
+    for i, p in enumerate(out["proxies"]):  # one marker per architecture, all five drawn
+        scatter = plots[f"scatter-{i}"]
+        assert sum(t["drawn"] for t in scatter["traces"]) == sum(t["n"] for t in scatter["traces"]) == 5
+        title = browser.eval(f"document.getElementById('plot-scatter-{i}').querySelector('text.gtitle').textContent")
+        assert f"tau = {p['tau']['value']:.2f}" in title, title
+    assert _drawn(plots["tau-cost"], "proxies") == 2
+    lines = {t["name"].split(" (")[0] for t in plots["tau-cost"]["traces"] if t["name"] != "proxies (95% interval)"}
+    assert lines == {"FLOPs alone", "params alone", "ceiling: reference seed 0 vs 1"}
+    bars = browser.eval("document.getElementById('plot-tau-cost').querySelectorAll('g.errorbar').length")
+    assert bars == 2  # each proxy's tau with its interval
+    rows = browser.eval("document.querySelectorAll('table.archs tbody tr').length")
+    assert rows == 5
+    assert browser.eval("document.querySelectorAll('table.settings tbody tr').length") == 3
+    _no_overlaps(browser)
+    assert browser.screenshot(tmp_path / "fidelity.png").stat().st_size > 10_000

@@ -33,6 +33,7 @@ import mvsearch
 from mvsearch.arch.config import ArchConfig
 from mvsearch.arch.presets import PRESETS, get_preset
 from mvsearch.cli.main import main
+from mvsearch.cli.progress import versus_noise
 from mvsearch.cost.traced import count
 from mvsearch.data import load_data, proxy_split
 from mvsearch.latency.store import Store
@@ -42,6 +43,7 @@ from mvsearch.proxy.trainer import evaluate
 from mvsearch.search.record import ATTR_FIELDS, TrialRecord
 from mvsearch.search.storage import RetryCallback, experimental_ok
 from mvsearch.space.loader import load_space
+from tests.test_pareto import wilson95
 from tests.test_search import CHEAP, DATA, write_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +92,12 @@ def ref(t: optuna.trial.FrozenTrial, tier: str = "3M") -> str:
     return f"{tier}/{t.number}"
 
 
+def acc_text(acc: float, n: int) -> str:
+    """``0.7617 ±0.037``: an accuracy and half its 95% Wilson interval (the test's own formula)."""
+    lo, hi = wilson95(acc, n)
+    return f"{acc:.4f} ±{(hi - lo) / 2:.3f}"
+
+
 def is_trained(t: optuna.trial.FrozenTrial) -> bool:
     return not t.user_attrs.get("over_budget")
 
@@ -131,6 +139,20 @@ def test_run_trains_exactly_the_asked_trials_and_reports_rejections(searched):
     lines = re.findall(r"^trial +(3M/\d+) +tier 3M +(\w+)", out, flags=re.MULTILINE)
     assert [r for r, _ in lines] == [ref(t) for t in searched.trials]
     assert {state for _, state in lines} == {"complete", "pruned", "rejected"}
+
+
+def test_each_trial_line_and_the_closing_table_carry_the_interval(searched):
+    # 128 validation images (the test proxy): each accuracy shown with half its Wilson interval
+    final = {ref(t): t.user_attrs["accuracy_curve"][-1] for t in filter(is_trained, searched.trials)}
+    out = searched.result.stdout
+    shown = dict(re.findall(r"^trial +(3M/\d+) +tier 3M +(?:complete|pruned) .* acc (\d\.\d{4} ±\d\.\d{3}) ",
+                            out, flags=re.MULTILINE))
+    assert shown == {r: acc_text(a, 128) for r, a in final.items()}
+    table = out.split("best trials (the 3 most accurate of each tier, and the baselines; sorted by FLOPs):\n")[1]
+    head, *rows = table.split("\n\n")[0].split("\nthis run:")[0].splitlines()
+    assert head.split()[:3] == ["trial", "tier", "accuracy"]
+    assert rows and all(row.split()[2] + " " + row.split()[3] == acc_text(final[row.split()[0]], 128) for row in rows)
+    assert all(row.index("±") + 6 == head.index("accuracy") + 8 for row in rows)  # right-aligned under "accuracy"
 
 
 def test_every_trained_trial_is_within_budget_by_fvcore(searched):
@@ -262,17 +284,24 @@ def test_trials_json_is_one_list_of_objects(searched):
         assert row["state"] == t.state.name and row["flops"] == t.user_attrs["flops"]
         assert row["arch"] == t.user_attrs["arch"] and row["baseline"] is False
         assert row["accuracy"] == t.user_attrs["accuracy_curve"][-1]
+        assert row["val_samples"] == 128
+        assert (row["accuracy_lo"], row["accuracy_hi"]) == pytest.approx(wilson95(row["accuracy"], 128))
     r = invoke("trials", "--storage", searched.url, "--format", "json", "--rejected")
     assert len(json.loads(r.stdout)) == len(searched.trials)
     assert {row["state"] for row in json.loads(r.stdout)} >= {"REJECTED", "COMPLETE", "PRUNED"}
+    for row in json.loads(r.stdout):  # a rejection was never measured: no accuracy, so no interval
+        if row["state"] == "REJECTED":
+            assert (row["accuracy"], row["accuracy_lo"], row["accuracy_hi"]) == (None, None, None)
 
 
 def test_trials_csv_parses_with_pandas(searched):
     r = invoke("trials", "--storage", searched.url, "--study", "e2e", "--format", "csv", "--sort", "accuracy")
     assert r.exit_code == 0, r.output
     df = pd.read_csv(io.StringIO(r.stdout))
-    assert {"trial", "study", "number", "state", "tier", "accuracy", "flops", "params", "arch",
-            "baseline"} <= set(df.columns)
+    assert {"trial", "study", "number", "state", "tier", "accuracy", "accuracy_lo", "accuracy_hi", "val_samples",
+            "flops", "params", "arch", "baseline"} <= set(df.columns)
+    for acc, lo, hi, n in zip(df["accuracy"], df["accuracy_lo"], df["accuracy_hi"], df["val_samples"]):
+        assert n == 128 and (lo, hi) == pytest.approx(wilson95(acc, 128))
     assert set(df["study"]) == {"e2e@3M"} and all(df["trial"] == [f"3M/{n}" for n in df["number"]])
     assert len(df) == TRIALS and list(df["accuracy"]) == sorted(df["accuracy"], reverse=True)
     assert (df["flops"] <= BUDGET).all() and set(df["tier"]) == {"3M"}
@@ -287,6 +316,12 @@ def test_trials_table_shows_every_trained_trial(searched):
     assert [line.split()[0] for line in lines[2:]] == [ref(t) for t in searched.trials if is_trained(t)]
     arch = lines[1].index("arch")  # text columns left-aligned under their header
     assert all(line[arch] != " " for line in lines[2:])
+    # the accuracy with half its 95% interval on the 128 validation images, right-aligned under its header
+    trained = [t for t in searched.trials if is_trained(t)]
+    end = lines[1].index("accuracy") + len("accuracy")
+    for line, t in zip(lines[2:], trained):
+        text = acc_text(t.user_attrs["accuracy_curve"][-1], 128)
+        assert line[end - len(text):end] == text, line
 
 
 @pytest.mark.parametrize("args, words", [
@@ -348,6 +383,27 @@ def test_a_search_made_by_the_previous_release_is_not_extended(tmp_path):
 
 
 # ---------------------------------------------------------------------- baselines
+def test_a_gain_over_a_preset_says_whether_it_is_within_the_noise():
+    def arm(acc: float, n: int) -> str:
+        lo, hi = wilson95(acc, n)
+        return f"±{50 * (hi - lo):.1f}"
+
+    base = TrialRecord(accuracy=0.80, val_samples=512)
+    # +1.8 points on 512 images: the intervals (about ±3.4 points each) overlap
+    assert versus_noise(base, TrialRecord(accuracy=0.818, val_samples=512)) == (
+        f" (within the noise: the {arm(0.80, 512)} and {arm(0.818, 512)}-point 95% intervals of 512 validation "
+        f"images overlap)")
+    # +10 points: the intervals lie apart
+    assert wilson95(0.90, 512)[0] > wilson95(0.80, 512)[1]
+    assert versus_noise(base, TrialRecord(accuracy=0.90, val_samples=512)) == (
+        f" (beyond the noise: the {arm(0.80, 512)} and {arm(0.90, 512)}-point 95% intervals of 512 validation "
+        f"images do not overlap)")
+    assert versus_noise(base, TrialRecord(accuracy=0.90, val_samples=2000)).endswith(
+        "of 512 and 2000 validation images do not overlap)")
+    # a study made before val_samples was recorded: the gain alone, as before
+    assert versus_noise(TrialRecord(accuracy=0.80), TrialRecord(accuracy=0.90, val_samples=512)) == ""
+
+
 def test_with_baselines_trains_the_paper_presets_under_the_same_proxy(tmp_path):
     # a proxy small enough that mobilevit_s trains in about a second: 32 images, one epoch
     space = write_space(tmp_path, "base", **CHEAP)
@@ -377,6 +433,19 @@ def test_with_baselines_trains_the_paper_presets_under_the_same_proxy(tmp_path):
     # every preset also shows in the closing table of best trials, and is compared with the search
     assert all(name in r.stdout.split("best trials")[1] for name in PRESETS)
     assert "against the paper presets, same proxy" in r.stdout
+    # each comparison says whether the gain lies within the noise of 16 validation images
+    versus = re.findall(r"^  (mobilevit_\w+) \(.*\) acc (\d\.\d{4}) ±(\d\.\d{3})  vs trial 3M/\d+ \(.*\) acc "
+                        r"(\d\.\d{4}) ±(\d\.\d{3}): ([+-]\d+\.\d) points \((within|beyond) the noise: the "
+                        r"±(\d+\.\d) and ±(\d+\.\d)-point 95% intervals of 16 validation images (overlap|do not overlap)\)$",
+                        r.stdout, flags=re.MULTILINE)
+    assert sorted(v[0] for v in versus) == sorted(PRESETS)
+    accs = {t.user_attrs["preset"]: t.value for t in base} | {"searched": searched[0].value}
+    for name, b, _, w, _, gain, where, _, _, overlap in versus:
+        assert (b, w) == (f"{accs[name]:.4f}", f"{accs['searched']:.4f}")
+        assert gain == f"{100 * (accs['searched'] - accs[name]):+.1f}"
+        (b_lo, b_hi), (w_lo, w_hi) = wilson95(accs[name], 16), wilson95(accs["searched"], 16)
+        within = w_lo <= b_hi and b_lo <= w_hi
+        assert (where, overlap) == (("within", "overlap") if within else ("beyond", "do not overlap"))
     # a second run with --with-baselines does not train them again
     r = invoke(*args)
     assert r.exit_code == 0 and "baselines queued" not in r.stdout

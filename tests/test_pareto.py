@@ -3,27 +3,57 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import random
 import subprocess
 import sys
 
+import optuna
 import pytest
 from click.testing import CliRunner
+from optuna.trial import TrialState, create_trial
 
 from mvsearch.cli.main import main
 from mvsearch.core.errors import MvsearchError, StudyError
 from mvsearch.analysis.figures import pareto_figure
-from mvsearch.analysis.pareto import build, compute, nearest_tier, table
+from mvsearch.analysis.pareto import build, compute, mark_ties, nearest_tier, table
 from mvsearch.search.front import front, nondominated
 from mvsearch.search.record import TrialRecord
 from tests._studies import SEARCHED, all_pruned_study, empty_study, make_study
 
 
 def rec(number: int, acc: float | None, flops: int | None, *, state: str = "COMPLETE", params: int | None = None,
-        over_budget: bool = False, baseline: bool = False, preset: str | None = None) -> TrialRecord:
+        over_budget: bool = False, baseline: bool = False, preset: str | None = None,
+        val_samples: int | None = None) -> TrialRecord:
     return TrialRecord(number=number, state=state, accuracy=acc, flops=flops, params=params or flops,
                        thop_macs=None, activations=None, arch=None, tier=None, baseline=baseline, preset=preset,
-                       over_budget=over_budget, duration_s=None)
+                       over_budget=over_budget, duration_s=None, val_samples=val_samples)
+
+
+def wilson95(p: float, n: int) -> tuple[float, float]:
+    """The Wilson score interval, written out here from its formula (Wilson 1927), z = 1.96."""
+    z = 1.959963984540054
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+# the noisy front: 512 validation images give about ±3.5 points at 80%, so 80% and 79% overlap
+# (indistinguishable) while 79% and 59% do not
+NOISY = ((0.80, 3_000_000), (0.79, 2_000_000), (0.59, 1_000_000))
+
+
+def noisy_study(tmp_path, name: str = "noisy") -> tuple[str, str]:
+    """Three trials measured on 512 validation images, all on the front (NOISY), and one older trial
+    without ``val_samples`` that is dominated."""
+    storage = f"sqlite:///{tmp_path / f'{name}.db'}"
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    study.set_user_attr("resolution", [64, 64])
+    study.set_user_attr("num_classes", 10)
+    for (acc, flops), n in zip(NOISY + ((0.5, 2_500_000),), (512, 512, 512, None)):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=acc, user_attrs=TrialRecord(
+            flops=flops, params=flops // 10, resolution=[64, 64], val_samples=n).to_attrs()))
+    return name, storage
 
 
 def brute_force(points: list[tuple[float, float]]) -> set[int]:
@@ -62,6 +92,30 @@ def test_exact_duplicates_both_stay_and_share_a_rank():
     recs = [rec(0, 0.7, 100), rec(1, 0.7, 100), rec(2, 0.9, 300), rec(3, 0.5, 50), rec(4, 0.6, 200)]
     p = build("s", "sqlite://", recs, "flops", resolution=(64, 64), num_classes=10)
     assert [(pt.record.number, pt.rank) for pt in p.front] == [(2, 1), (0, 2), (1, 2), (3, 4)]
+
+
+def test_a_front_point_within_the_noise_of_the_next_more_accurate_is_marked():
+    recs = [rec(i, acc, flops, val_samples=512) for i, (acc, flops) in enumerate(NOISY)]
+    p = build("s", "sqlite://", recs, "flops", resolution=(64, 64), num_classes=10)
+    assert [(pt.record.number, pt.rank, pt.tie_with) for pt in p.front] == [(0, 1, None), (1, 2, 1), (2, 3, None)]
+    for pt in p.front:
+        assert pt.interval == pytest.approx(wilson95(pt.accuracy, 512))
+
+
+def test_ties_look_one_step_up_the_front_past_duplicates():
+    # ranks 1, 2, 2, 4: the point of rank 4 is compared with the duplicates of rank 2, not with rank 1
+    recs = [rec(0, 0.90, 400, val_samples=512), rec(1, 0.80, 300, val_samples=512),
+            rec(2, 0.80, 300, val_samples=512), rec(3, 0.79, 200, val_samples=512)]
+    p = build("s", "sqlite://", recs, "flops", resolution=(64, 64), num_classes=10)
+    assert [(pt.rank, pt.tie_with) for pt in p.front] == [(1, None), (2, None), (2, None), (4, 2)]
+
+
+def test_without_val_samples_no_point_is_marked():
+    recs = [rec(0, 0.80, 300), rec(1, 0.79, 200, val_samples=512)]
+    p = build("s", "sqlite://", recs, "flops", resolution=(64, 64), num_classes=10)
+    assert [pt.tie_with for pt in p.front] == [None, None] and p.front[0].interval is None
+    mark_ties(p.front)  # idempotent
+    assert [pt.tie_with for pt in p.front] == [None, None]
 
 
 def test_single_trial_is_its_own_front():
@@ -116,8 +170,11 @@ def test_study_front_is_the_non_dominated_completed_trials(study):
 
 def test_table_rows_have_every_column(study):
     rows = table(compute(*study, "params"))
-    assert rows and set(rows[0]) == {"rank", "trial", "accuracy", "flops", "params", "latency", "arch", "paper tier"}
+    assert rows and set(rows[0]) == {"rank", "trial", "accuracy", "accuracy text", "tie", "flops", "params", "latency",
+                                     "arch", "paper tier"}
     assert rows[0]["rank"] == 1 and rows[0]["latency"] == "-"
+    # this study records no val_samples (an older one): the bare figure, no tie
+    assert rows[0]["accuracy text"] == f"{100 * rows[0]['accuracy']:.2f}%" and {r["tie"] for r in rows} == {""}
     assert [r["accuracy"] for r in rows] == sorted((r["accuracy"] for r in rows), reverse=True)
 
 
@@ -133,6 +190,35 @@ def test_figure_shows_trials_front_and_presets(study):
     rules = [a.text for a in fig.layout.annotations]
     assert any(t.startswith("S (paper preset") for t in rules)  # S was not trained here
     assert fig.layout.xaxis.type == ("log" if p.log_x else "linear")
+
+
+def test_figure_draws_wilson_error_bars_and_hovers_the_interval(tmp_path):
+    p = compute(*noisy_study(tmp_path), "flops")
+    fig = pareto_figure(p)
+    traces = {t.name.split(" (")[0]: t for t in fig.data}
+    done = traces["completed"]
+    assert done.error_y.visible and done.error_y.symmetric is False
+    by_x = {pt.x: pt for pt in p.points}
+    for x, y, up, down, hover in zip(done.x, done.y, done.error_y.array, done.error_y.arrayminus, done.customdata):
+        n = by_x[x].record.val_samples
+        if n is None:  # the older trial: no bar, the bare figure
+            assert up is None and down is None and hover[8] == f"{100 * y:.2f}%"
+            continue
+        lo, hi = wilson95(y, n)
+        assert (y - down, y + up) == (pytest.approx(lo), pytest.approx(hi))
+        assert hover[8].startswith(f"{100 * y:.1f}% ±{50 * (hi - lo):.1f} (95%: {100 * lo:.1f}–{100 * hi:.1f}% "
+                                   f"on 512 validation images)")
+    tied = list(done.x).index(2_000_000)  # 79%, within the noise of rank 1 (80%)
+    assert done.customdata[tied][8].endswith("<br>indistinguishable from rank 1 (intervals overlap)")
+    assert "accuracy %{customdata[8]}" in done.hovertemplate
+    assert "bars: 95% intervals" in fig.layout.title.subtitle.text
+    assert traces["Pareto front"].error_y.array is None  # the front's points are drawn (with bars) above
+
+
+def test_figure_of_an_older_study_has_no_error_bars(study):
+    fig = pareto_figure(compute(*study, "flops"))
+    assert all(t.error_y.array is None for t in fig.data)
+    assert "bars" not in fig.layout.title.subtitle.text
 
 
 def test_log_x_only_when_the_range_is_wide():
@@ -182,6 +268,42 @@ def test_cli_prints_the_table_and_writes_the_page(study, tmp_path):
     assert "rank" in lines[1] and "paper tier" in lines[1]
     assert lines[2].split()[0] == "1" and lines[-1] == f"wrote {out}"
     assert "Plotly.newPlot" in out.read_text()
+    # no val_samples in this older study: the bare figures, and the line under the table says why
+    best = max(acc for _, acc in SEARCHED)  # 0.79, above the baselines' 0.78
+    assert lines[2].split()[2] == f"{100 * best:.2f}%"
+    assert lines[-2] == ("accuracies without an interval: these trials did not record how many validation images "
+                         "measured them")
+
+
+def test_cli_table_shows_intervals_and_marks_indistinguishable_points(tmp_path):
+    name, storage = noisy_study(tmp_path)
+    out = tmp_path / "p.html"
+    res = CliRunner().invoke(main, ["pareto", "--study", name, "--storage", storage, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[1].split()[:4] == ["rank", "trial", "accuracy", "≈"]
+    rows = lines[2:5]
+    for line, (acc, _) in zip(rows, NOISY):
+        lo, hi = wilson95(acc, 512)
+        assert f" {100 * acc:.1f}% ±{50 * (hi - lo):.1f} " in line, line
+    # 79% is one point below 80%: within the noise of 512 images; 59% is twenty points below 79%
+    assert "≈" not in rows[0] and rows[1].split()[4] == "≈1" and "≈" not in rows[2]
+    assert lines[1].index("≈") == rows[1].index("≈")  # under its header
+    assert lines[5] == ("± half the 95% Wilson interval on 512 validation images; ≈k: indistinguishable from rank k, "
+                        "the next more accurate front point (their intervals overlap)")
+    assert lines[6] == f"wrote {out}"
+
+
+def test_cli_json_rows_carry_the_interval_and_the_tie(tmp_path):
+    name, storage = noisy_study(tmp_path)
+    res = CliRunner().invoke(main, ["pareto", "--study", name, "--storage", storage, "--json",
+                                    "-o", str(tmp_path / "p.html")])
+    assert res.exit_code == 0, res.output
+    front = json.loads(res.output)["front"]
+    assert [(f["rank"], f["tie_with"], f["val_samples"]) for f in front] == [(1, None, 512), (2, 1, 512), (3, None, 512)]
+    for f, (acc, _) in zip(front, NOISY):
+        assert (f["accuracy_lo"], f["accuracy_hi"]) == pytest.approx(wilson95(acc, 512))
+        assert f["accuracy_lo"] < f["accuracy"] < f["accuracy_hi"]
 
 
 def test_cli_json_is_one_object_with_the_front_and_axes(study, tmp_path):
@@ -192,6 +314,9 @@ def test_cli_json_is_one_object_with_the_front_and_axes(study, tmp_path):
     obj = json.loads(res.output)
     assert obj["x"]["name"] == "params" and obj["y"]["name"] == "accuracy"
     assert obj["front"][0]["rank"] == 1 and obj["front"][0]["arch"]["num_classes"] == 10
+    # an older study: no validation size recorded, so no interval and no tie
+    assert {(f["accuracy_lo"], f["accuracy_hi"], f["val_samples"], f["tie_with"]) for f in obj["front"]} == {
+        (None, None, None, None)}
     assert {f["number"] for f in obj["front"]} == {p.record.number for p in compute(name, storage, "params").front}
 
 

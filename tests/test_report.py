@@ -24,6 +24,7 @@ from mvsearch.core.errors import MvsearchError, StudyError
 from mvsearch.latency.study import measure_study
 from mvsearch.search.record import StudyRecord, TrialRecord
 from tests._studies import DISTS, K, RES, SEARCHED, all_pruned_study, cost, empty_study, make_study, variant
+from tests.test_pareto import wilson95
 
 SECTIONS = ("summary", "pareto-flops", "pareto-params", "pareto-latency", "history", "curves", "importance", "knobs",
             "edf", "trials")
@@ -55,7 +56,7 @@ def _trial(knobs: tuple[int, int, str], tier: str, acc: float | None, state=Tria
     curve = [round(acc - 0.1 * (epochs - e), 4) for e in range(1, epochs + 1)] if acc is not None else []
     attrs = TrialRecord(arch=cfg, flops=flops, params=params, resolution=[RES, RES], tier=tier,
                         over_budget=over_budget, accuracy_curve=curve, wall_s=2.0 * len(curve), proxy=PROXY,
-                        data="synthetic:10").to_attrs()
+                        data="synthetic:10", val_samples=None if over_budget else PROXY["val_samples"]).to_attrs()
     steps = {} if over_budget else {e: a for e, a in enumerate(curve, start=1)}
     return create_trial(state=state, value=acc if state == TrialState.COMPLETE else None,
                         params={"layer3.dim": knobs[0], "layer4.depth": knobs[1], "layer5.patch": knobs[2]},
@@ -89,7 +90,8 @@ def tiered_search(tmp_path, name: str = "tiers") -> tuple[str, str]:
     studies["presets"].add_trial(create_trial(
         state=TrialState.COMPLETE, value=0.72, intermediate_values={1: 0.5, 2: 0.65, 3: 0.72},
         user_attrs=TrialRecord(arch=cfg, flops=flops, params=params, resolution=[RES, RES], baseline=True,
-                               preset="mobilevit_xxs", accuracy_curve=[0.5, 0.65, 0.72]).to_attrs()))
+                               preset="mobilevit_xxs", accuracy_curve=[0.5, 0.65, 0.72],
+                               val_samples=PROXY["val_samples"]).to_attrs()))
     return name, storage
 
 
@@ -133,11 +135,18 @@ def test_text_from_the_study_is_escaped(tmp_path):
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+def interval_text(acc: float, n: int) -> str:
+    """``72.0% ±15.1``: the accuracy and half its Wilson interval, in points (from the test's own formula)."""
+    lo, hi = wilson95(acc, n)
+    return f"{100 * acc:.1f}% ±{50 * (hi - lo):.1f}"
+
+
 def test_summary_is_readable_text(tiered_report):
     summary = section(tiered_report.html, "summary")
     for text in ("tiny (spaces/tiny.yaml)", "0.03G FLOPs", "<dd>small, large</dd>", "64x64, 10 classes",
                  "32x32, stem stride 1, 3 epochs, 64 train / 32 val images, batch 8, lr 0.002", "tpe / median",
-                 "16 complete, 1 pruned", "1 candidate over budget, never trained", "mobilevit_xxs 72.00%",
+                 "16 complete, 1 pruned", "1 candidate over budget, never trained",
+                 f"mobilevit_xxs {interval_text(0.72, 32)}",
                  "2 epochs saved by pruning (of 3 per trial)", "none measured"):
         assert text in summary, text
     assert "[" not in summary and "{" not in summary and "&#34;" not in summary and "&quot;" not in summary
@@ -267,6 +276,48 @@ def test_flops_and_params_are_written_in_k_m_g(tiered_report):
     assert re.fullmatch(r"[\d.]+M", hover[2]) and re.fullmatch(r"[\d.]+k", hover[3])
     front = section(tiered_report.html, "pareto-flops")
     assert re.search(r">[\d.]+M</td><td data-v=\"\d+\">[\d.]+k</td>", front)
+
+
+def test_front_table_shows_each_interval_and_sorts_by_the_accuracy(tiered, tiered_report):
+    front = section(tiered_report.html, "pareto-flops").split('<table class="sortable front">')[1]
+    assert "<th>accuracy</th><th>indistinguishable from</th>" in front
+    rows = re.findall(r'<tr><td data-v="(\d+)">[^<]+</td><td>[^<]+</td><td data-v="([\d.]+)">([^<]+)</td>'
+                      r'<td data-v="(\d*)">([^<]*)</td>', front)
+    p = compute(*tiered, "flops")
+    assert len(rows) == len(p.front) >= 2
+    for (rank, v, text, tie, tie_text), pt in zip(rows, p.front):
+        assert int(rank) == pt.rank and float(v) == pt.accuracy  # sorts by the accuracy, shows its interval
+        assert text == interval_text(pt.accuracy, 32)
+        assert tie_text == (f"rank {pt.tie_with}" if pt.tie_with is not None else "") and tie == str(pt.tie_with or "")
+    # 32 validation images are ±15 points: the next point down the front is within the noise of the one above
+    assert [pt.tie_with for pt in p.front[1:]] == [pt.rank for pt in p.front[:-1]]
+
+
+def test_trials_table_shows_each_interval(tiered_report):
+    trials = section(tiered_report.html, "trials")
+    cells = re.findall(r'<td class="l">(\w+)</td><td>[^<]+</td><td data-v="([\d.]*)">([^<]+)</td>', trials)
+    assert len(cells) == 17
+    for state, v, text in cells:
+        assert text == interval_text(float(v), 32), (state, v, text)
+
+
+def test_an_older_study_shows_the_bare_figures(report):
+    trials = section(report.html, "trials")
+    assert "±" not in trials and ">74.00%<" in trials
+    assert "±" not in section(report.html, "pareto-flops")
+
+
+def test_the_pareto_figure_has_wilson_error_bars(tiered_report):
+    fig = tiered_report.figures["pareto-flops"]
+    for name in ("completed", "paper presets"):
+        (tr,) = [t for t in fig.data if t.name.startswith(name)]
+        for y, up, down in zip(tr.y, tr.error_y.array, tr.error_y.arrayminus):
+            lo, hi = wilson95(y, 32)
+            assert (y - down, y + up) == (pytest.approx(lo), pytest.approx(hi))
+    hover = fig.data[0].customdata[0][8]
+    assert re.fullmatch(r"[\d.]+% ±[\d.]+ \(95%: [\d.]+–[\d.]+% on 32 validation images\)(<br>.*)?", hover)
+    (history,) = [t for t in tiered_report.figures["history-small"].data if t.name.startswith("completed")]
+    assert history.text[0].endswith(f"<br>accuracy {interval_text(history.y[0], 32)}")
 
 
 def test_latency_section_appears_once_measured(tmp_path):

@@ -8,6 +8,12 @@ Only COMPLETE trials can be on the front: a pruned trial's accuracy is that of a
 
 Costs: ``flops`` and ``params`` from each trial's attributes (deployment resolution), ``latency``
 the median batch-1 latency stored by :mod:`mvsearch.latency` for one device.
+
+Noise: an accuracy measured on n validation images carries its 95% Wilson interval
+(:mod:`mvsearch.core.interval`). The front is still the non-dominated set of the point estimates, but
+a front point whose interval overlaps that of the next more accurate front point (one step up the
+front) is marked as indistinguishable from it (:attr:`Point.tie_with`): on these validation images
+the two accuracies cannot be told apart.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from typing import Any, Sequence
 
 from mvsearch.arch.presets import PRESETS, get_preset
 from mvsearch.core.errors import StudyError
+from mvsearch.core.interval import format_interval, wilson
 from mvsearch.search.front import Axis, Y_AXES, _x_getter, candidates, check_axis, nondominated
 from mvsearch.search.record import TrialRecord, trial_key
 
@@ -81,6 +88,20 @@ def paper_tiers(recs: Sequence[TrialRecord], resolution: tuple[int, int], num_cl
     return out
 
 
+def accuracy_text(accuracy: float | None, n: int | None) -> str:
+    """``76.2% ±3.7`` (± half the 95% Wilson interval, in points) or, without ``n`` (older studies), ``76.17%``."""
+    if accuracy is None:
+        return "-"
+    return format_interval(accuracy, n) if interval(accuracy, n) else f"{100 * accuracy:.2f}%"
+
+
+def interval(accuracy: float | None, n: int | None) -> tuple[float, float] | None:
+    """The 95% Wilson interval (low, high) of ``accuracy`` on ``n`` images; None without either."""
+    if accuracy is None or not n or n <= 0 or not math.isfinite(accuracy):
+        return None
+    return wilson(accuracy, n)
+
+
 def nearest_tier(flops: int | None, tiers: Sequence[PaperPreset]) -> str:
     """``XS ×0.93``: the preset nearest in FLOPs (on a log scale) and the ratio to it."""
     if not flops or not tiers:
@@ -99,6 +120,17 @@ class Point:
     latency: Any = None  # LatencyRecord, when measured on the chosen device
     rank: int | None = None  # position on the front (1 = most accurate), None when dominated
     tier: str = "-"  # nearest paper tier
+    tie_with: int | None = None  # rank of the next more accurate front point when the 95% intervals overlap
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The accuracy's 95% Wilson interval, None when the trial did not record ``val_samples``."""
+        return interval(self.accuracy, self.record.val_samples)
+
+    @property
+    def accuracy_text(self) -> str:
+        """``76.2% ±3.7``, or the bare figure without ``val_samples``."""
+        return accuracy_text(self.accuracy, self.record.val_samples)
 
 
 @dataclass
@@ -147,8 +179,10 @@ class Pareto:
 def _point_json(p: Point) -> dict[str, Any]:
     r = p.record
     lat = p.latency
+    lo, hi = p.interval or (None, None)
     return {
-        "rank": p.rank, "trial": r.ref, "number": r.number, "accuracy": p.accuracy, "x": p.x,
+        "rank": p.rank, "trial": r.ref, "number": r.number, "accuracy": p.accuracy, "accuracy_lo": lo,
+        "accuracy_hi": hi, "val_samples": r.val_samples, "tie_with": p.tie_with, "x": p.x,
         "flops": r.flops, "params": r.params,
         "latency_ms": lat.median_ms if lat is not None else None,
         "latency_iqr_ms": lat.iqr_ms if lat is not None else None,
@@ -192,9 +226,23 @@ def build(study_name: str, storage: str, recs_all: Sequence[TrialRecord], x: str
             rank = k + 1
         points[i].rank = rank
         front_pts.append(points[i])
+    mark_ties(front_pts)
     return Pareto(study_name, storage, axis, Y_AXES["accuracy"], tuple(resolution), num_classes, points,
                   pruned, front_pts, tiers, device if latency else None,
                   state_counts(recs_all))
+
+
+def mark_ties(front: Sequence[Point]) -> None:
+    """Set ``tie_with`` on each front point (rank order) whose 95% interval overlaps that of the next
+    more accurate front point: the nearest one above it of a better rank (duplicates share a rank)."""
+    for k, pt in enumerate(front):
+        pt.tie_with = None
+        above = next((q for q in reversed(front[:k]) if q.rank != pt.rank), None)
+        if above is None or pt.interval is None or above.interval is None:
+            continue
+        (lo, hi), (a_lo, a_hi) = pt.interval, above.interval
+        if lo <= a_hi and a_lo <= hi:
+            pt.tie_with = above.rank
 
 
 def compute(study_name: str | None = None, storage: str | None = None, x: str = "flops", y: str = "accuracy",
@@ -229,14 +277,27 @@ def compute(study_name: str | None = None, storage: str | None = None, x: str = 
     return out
 
 
+def noise_note(p: Pareto) -> str:
+    """The sentence under a front table: what ``±`` and ``≈k`` mean, or why no accuracy has an interval."""
+    ns = sorted({pt.record.val_samples for pt in p.front if pt.interval is not None})
+    if not ns:
+        return ("accuracies without an interval: these trials did not record how many validation images "
+                "measured them")
+    on = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]} to {ns[-1]}"
+    return (f"± half the 95% Wilson interval on {on} validation images; ≈k: indistinguishable from rank k, "
+            f"the next more accurate front point (their intervals overlap)")
+
+
 def table(p: Pareto) -> list[dict[str, Any]]:
-    """The front as table rows (rank, trial, accuracy, FLOPs, params, latency, arch, nearest tier)."""
+    """The front as table rows (rank, trial, accuracy and its interval, the rank it ties with, FLOPs,
+    params, latency, arch, nearest tier)."""
     rows = []
     for pt in p.front:
         r = pt.record
         lat = pt.latency
         rows.append({
-            "rank": pt.rank, "trial": r.ref, "accuracy": pt.accuracy, "flops": r.flops, "params": r.params,
+            "rank": pt.rank, "trial": r.ref, "accuracy": pt.accuracy, "accuracy text": pt.accuracy_text,
+            "tie": f"≈{pt.tie_with}" if pt.tie_with is not None else "", "flops": r.flops, "params": r.params,
             "latency": f"{lat.median_ms:.2f} ms IQR {lat.iqr_ms:.2f}" if lat is not None else "-",
             "arch": r.summary() + (" (baseline)" if r.baseline else ""), "paper tier": pt.tier,
         })

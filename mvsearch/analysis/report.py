@@ -10,9 +10,9 @@ from typing import Any, Sequence
 from markupsafe import Markup
 
 from mvsearch.analysis import figures
-from mvsearch.analysis.page import (Details, Facts, Note, Section, Table, check_output, check_png, figure, num, pct,
+from mvsearch.analysis.page import (Details, Facts, Note, Section, Table, check_output, check_png, figure, num,
                                     render, txt, write_page, write_pngs)
-from mvsearch.analysis.pareto import Pareto, build, table
+from mvsearch.analysis.pareto import Pareto, accuracy_text, build, table
 from mvsearch.core.errors import StudyError
 from mvsearch.core.units import format_count, format_flops
 from mvsearch.search.front import AXES
@@ -25,12 +25,15 @@ def _ref(r: TrialRecord) -> str:
 
 
 def front_table(p: Pareto) -> Table:
-    head = (("rank", False), ("trial", False), ("accuracy", False), ("FLOPs", False), ("params", False),
-            ("latency", False), ("arch", True), ("paper tier", False))
+    """The front, rank by rank: accuracy with its 95% interval, and the rank it is indistinguishable from."""
+    head = (("rank", False), ("trial", False), ("accuracy", False), ("indistinguishable from", False),
+            ("FLOPs", False), ("params", False), ("latency", False), ("arch", True), ("paper tier", False))
     rows = []
     for row, pt in zip(table(p), p.front):
         lat = pt.latency.median_ms if pt.latency is not None else None
-        rows.append(("", (num(row["rank"]), txt(_ref(pt.record)), num(row["accuracy"], pct(row["accuracy"])),
+        tie = f"rank {pt.tie_with}" if pt.tie_with is not None else ""
+        rows.append(("", (num(row["rank"]), txt(_ref(pt.record)), num(row["accuracy"], row["accuracy text"]),
+                          num(pt.tie_with, tie),
                           num(row["flops"], format_flops(row["flops"])),
                           num(row["params"], format_count(row["params"])),
                           num(lat, row["latency"]), txt(row["arch"], "arch"), txt(row["paper tier"]))))
@@ -48,7 +51,8 @@ def trials_table(recs: Sequence[TrialRecord], latency: dict[str, Any]) -> Table:
         wall = r.wall_s if r.wall_s is not None else r.duration_s
         label = r.preset + " (baseline)" if r.baseline and r.preset else r.summary()
         rows.append((r.state, (
-            num(i, _ref(r)), txt(r.state.lower(), "l"), txt(r.tier or "-"), num(r.accuracy, pct(r.accuracy)),
+            num(i, _ref(r)), txt(r.state.lower(), "l"), txt(r.tier or "-"),
+            num(r.accuracy, accuracy_text(r.accuracy, r.val_samples)),
             num(r.flops, format_flops(r.flops)), num(r.params, format_count(r.params)),
             num(lat.median_ms if lat else None, f"{lat.median_ms:.2f}" if lat else "-"),
             num(lat.ratio_xxs if lat else None, f"{lat.ratio_xxs:.2f}" if lat else "-"),
@@ -153,7 +157,8 @@ def _summary(ua: dict[str, Any], tiers: Sequence[str], recs_all: Sequence[TrialR
     items += [
         ("trials", states or "none"),
         ("budget rejections", f"{rejected} candidate{'' if rejected == 1 else 's'} over budget, never trained"),
-        ("paper presets", ", ".join(f"{r.preset or _ref(r)} {pct(r.accuracy)}" for r in presets) or "none trained"),
+        ("paper presets", ", ".join(f"{r.preset or _ref(r)} {accuracy_text(r.accuracy, r.val_samples)}"
+                                    for r in presets) or "none trained"),
         ("total compute", f"{wall / 3600:.2f} h of training wall time, {epochs} epochs trained"
                           + (f", {saved} epochs saved by pruning (of {full} per trial)" if full else "")),
         ("latency device", device.label() if device is not None else "none measured"),

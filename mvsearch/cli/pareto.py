@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from mvsearch.analysis.pareto import compute, table
+from mvsearch.analysis.pareto import compute, noise_note, table
 from mvsearch.analysis.page import check_output
 from mvsearch.analysis.report import write_pareto
 from mvsearch.cli.options import print_json
@@ -39,9 +39,13 @@ def command(study_name, storage, x_axis, y_axis, output, backend, png, as_json, 
                f"never trained)")
     if p.device is not None:
         click.echo(f"latency: {p.device.label()}")
-    click.echo(f"{'rank':>4} {'trial':>9} {'accuracy':>9} {'FLOPs':>9} {'params':>8} {'latency':>18}  "
+    rows = table(p)
+    width = max(8, *(len(row["accuracy text"]) for row in rows))
+    click.echo(f"{'rank':>4} {'trial':>9} {'accuracy':>{width}} {'≈':<3} {'FLOPs':>9} {'params':>8} {'latency':>18}  "
                f"{'paper tier':<11} arch")
-    for row in table(p):
-        click.echo(f"{row['rank']:>4} {row['trial']:>9} {100 * row['accuracy']:>8.2f}% {format_flops(row['flops']):>9} "
-                   f"{format_count(row['params']):>8} {row['latency']:>18}  {row['paper tier']:<11} {row['arch']}")
+    for row in rows:
+        click.echo(f"{row['rank']:>4} {row['trial']:>9} {row['accuracy text']:>{width}} {row['tie']:<3} "
+                   f"{format_flops(row['flops']):>9} {format_count(row['params']):>8} {row['latency']:>18}  "
+                   f"{row['paper tier']:<11} {row['arch']}")
+    click.echo(noise_note(p))
     click.echo(f"wrote {path}")

@@ -1,10 +1,16 @@
-"""Progress and the closing table of ``mvsearch run`` (the search reports events; this prints them)."""
+"""Progress and the closing table of ``mvsearch run`` (the search reports events; this prints them).
+
+Accuracies carry their 95% Wilson interval on the validation images (``0.7617 ±0.037``), and a gain
+over a paper preset says whether it lies within that noise (the two intervals overlap) or beyond it.
+"""
 from __future__ import annotations
 
 import sys
 import time
 
 from mvsearch.cli.options import echo
+from mvsearch.cli.trials import accuracy_text, measured
+from mvsearch.core.interval import wilson
 from mvsearch.core.text import printable
 from mvsearch.core.units import format_count, format_flops
 
@@ -26,6 +32,7 @@ class Printer:
         self.bar = None
         self.trials = trials
         self.rejected = 0
+        self.val_samples: int | None = None  # validation images behind each accuracy (the run's proxy)
         self.tty = sys.stderr.isatty() if tty is None else tty
         if self.tty:
             from tqdm import tqdm
@@ -45,6 +52,7 @@ class Printer:
         self.line(f"study {info.study_name} ({state}) in {info.storage}")
         self.line(f"space {info.space}; budget {info.budget.describe()}; {info.trials} trials to train")
         p = info.proxy
+        self.val_samples = p.get("val_samples") if isinstance(p.get("val_samples"), int) else None
         self.line(f"proxy {info.data}; {p['resolution']}x{p['resolution']} stem stride {p['stem_stride']}, "
                   f"{p['epochs']} epochs, {p['train_samples']} train / {p['val_samples']} val images")
         if info.baselines:
@@ -73,7 +81,9 @@ class Printer:
             self.line(f"trial {o.ref:>8}  {tier:<10} rejected   {format_flops(o.flops):>7} FLOPs "
                       f"{format_count(o.params):>6} params  ({o.reason}; not trained)")
             return
-        acc = f"{o.accuracy:.4f}" if o.accuracy is not None else "  -   "
+        acc = accuracy_text(o.accuracy, self.val_samples)
+        if o.accuracy is None:  # "-" as wide as a measured accuracy, so the columns after it stay aligned
+            acc = acc.center(len(accuracy_text(0.5, self.val_samples)))
         what = f"baseline {o.preset}" if o.baseline else o.summary
         extra = f"  [{o.reason}]" if o.reason else ""
         self.line(f"trial {o.ref:>8}  {tier:<10} {o.state.lower():<9}  {format_flops(o.flops):>7} FLOPs "
@@ -92,6 +102,20 @@ class Printer:
             self.bar.close()
 
 
+def versus_noise(base, best) -> str:
+    """`` (within the noise: ...)`` when the 95% Wilson intervals of two trials' accuracies overlap,
+    `` (beyond the noise: ...)`` when they do not; empty when either did not record its validation size."""
+    if not measured(base.accuracy, base.val_samples) or not measured(best.accuracy, best.val_samples):
+        return ""
+    (b_lo, b_hi), (w_lo, w_hi) = wilson(base.accuracy, base.val_samples), wilson(best.accuracy, best.val_samples)
+    on = (f"{base.val_samples}" if base.val_samples == best.val_samples
+          else f"{base.val_samples} and {best.val_samples}")
+    arms = f"±{50 * (b_hi - b_lo):.1f} and ±{50 * (w_hi - w_lo):.1f}-point 95% intervals of {on} validation images"
+    if w_lo <= b_hi and b_lo <= w_hi:
+        return f" (within the noise: the {arms} overlap)"
+    return f" (beyond the noise: the {arms} do not overlap)"
+
+
 def closing_table(search, summary) -> None:
     from mvsearch.search.results import best_trials, versus_baselines
 
@@ -101,23 +125,25 @@ def closing_table(search, summary) -> None:
         echo("no completed trial yet")
     else:
         echo("best trials (the 3 most accurate of each tier, and the baselines; sorted by FLOPs):")
-        echo(f"{'trial':>10}  {'tier':<8} {'accuracy':>8} {'FLOPs':>8} {'params':>8}  architecture")
+        width = max(8, *(len(accuracy_text(r.accuracy, r.val_samples)) for r in best))
+        echo(f"{'trial':>10}  {'tier':<8} {'accuracy':>{width}} {'FLOPs':>8} {'params':>8}  architecture")
         for r in best:
-            echo(f"{r.ref:>10}  {(r.tier or '-'):<8} {r.accuracy:>8.4f} {format_flops(r.flops):>8} "
-                       f"{format_count(r.params):>8}  {r.preset or r.summary()}")
+            echo(f"{r.ref:>10}  {(r.tier or '-'):<8} {accuracy_text(r.accuracy, r.val_samples):>{width}} "
+                 f"{format_flops(r.flops):>8} {format_count(r.params):>8}  {r.preset or r.summary()}")
     vs = versus_baselines(search)
     if vs:
         echo("against the paper presets, same proxy (best searched trial at no more FLOPs):")
     for v in vs:
         b = v.baseline
         if v.best is None:
-            echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, acc {b.accuracy:.4f}): no searched trial "
-                       f"completed at or below its FLOPs yet")
+            echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, acc {accuracy_text(b.accuracy, b.val_samples)}): "
+                 f"no searched trial completed at or below its FLOPs yet")
             continue
         w = v.best
-        echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, {format_count(b.params)} params) acc {b.accuracy:.4f}"
-                   f"  vs trial {w.ref} ({format_flops(w.flops)} FLOPs, {format_count(w.params)} params) acc "
-                   f"{w.accuracy:.4f}: {v.gain:+.1f} points")
+        echo(f"  {b.preset} ({format_flops(b.flops)} FLOPs, {format_count(b.params)} params) acc "
+             f"{accuracy_text(b.accuracy, b.val_samples)}  vs trial {w.ref} ({format_flops(w.flops)} FLOPs, "
+             f"{format_count(w.params)} params) acc {accuracy_text(w.accuracy, w.val_samples)}: {v.gain:+.1f} points"
+             f"{versus_noise(b, w)}")
     s = summary
     trained = s.count("COMPLETE") + s.count("PRUNED") + s.count("FAIL")
     baselines = sum(1 for o in s.outcomes if o.baseline)

@@ -1,28 +1,50 @@
-"""``mvsearch trials``: list a study's trials as a table, CSV or JSON (through pandas)."""
+"""``mvsearch trials``: list a study's trials as a table, CSV or JSON (through pandas).
+
+Each accuracy carries its 95% Wilson interval on the trial's validation images: ``0.7617 ±0.037`` in
+the table, ``accuracy_lo`` / ``accuracy_hi`` beside ``val_samples`` in CSV and JSON.
+"""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import click
 
 from mvsearch.cli.options import echo
+from mvsearch.core.interval import half_width, wilson
 from mvsearch.core.text import printable
 from mvsearch.core.units import format_count, format_flops
 
 
-COLUMNS = ["trial", "study", "number", "state", "tier", "accuracy", "flops", "params", "thop_macs", "activations", "epochs",
-           "baseline", "preset", "over_budget", "duration_s", "arch"]
+COLUMNS = ["trial", "study", "number", "state", "tier", "accuracy", "accuracy_lo", "accuracy_hi", "val_samples", "flops",
+           "params", "thop_macs", "activations", "epochs", "baseline", "preset", "over_budget", "duration_s", "arch"]
+
+
+def accuracy_text(accuracy: float | None, n: int | None) -> str:
+    """``0.7617 ±0.037``: the accuracy and half its 95% Wilson interval on ``n`` validation images;
+    ``0.7617`` without ``n`` (studies made before it was recorded), ``-`` without an accuracy."""
+    if accuracy is None or accuracy != accuracy:  # None or NaN
+        return "-"
+    return f"{accuracy:.4f} ±{half_width(accuracy, n):.3f}" if measured(accuracy, n) else f"{accuracy:.4f}"
+
+
+def measured(accuracy: float | None, n: int | None) -> bool:
+    """True when ``accuracy`` has a 95% interval: a finite figure measured on ``n`` > 0 images."""
+    return accuracy is not None and math.isfinite(accuracy) and isinstance(n, int) and n > 0
 
 
 def trials_frame(search, *, include_rejected: bool = False):
-    """One row per trial (``arch`` as a dict), ordered by tier study, then number."""
+    """One row per trial (``arch`` as a dict), ordered by tier study, then number; ``accuracy_lo`` and
+    ``accuracy_hi`` bound the accuracy's 95% Wilson interval on ``val_samples`` images (empty without them)."""
     import pandas as pd
 
     rows = []
     for r in search.records(include_rejected=include_rejected):
+        lo, hi = wilson(r.accuracy, r.val_samples) if measured(r.accuracy, r.val_samples) else (None, None)
         rows.append({
             "trial": r.ref, "study": r.study, "number": r.number, "state": "REJECTED" if r.over_budget else r.state, "tier": r.tier,
-            "accuracy": r.accuracy, "flops": r.flops, "params": r.params, "thop_macs": r.thop_macs,
+            "accuracy": r.accuracy, "accuracy_lo": lo, "accuracy_hi": hi, "val_samples": r.val_samples,
+            "flops": r.flops, "params": r.params, "thop_macs": r.thop_macs,
             "activations": r.activations, "epochs": len(r.intermediate), "baseline": r.baseline,
             "preset": r.preset, "over_budget": r.over_budget, "duration_s": r.duration_s,
             "arch": r.arch.to_dict() if r.arch is not None else None, "summary": r.summary(),
@@ -32,7 +54,8 @@ def trials_frame(search, *, include_rejected: bool = False):
             if isinstance(row[k], str):
                 row[k] = printable(row[k])
     df = pd.DataFrame(rows, columns=COLUMNS + ["summary"])
-    return df.astype({"flops": "Int64", "params": "Int64", "thop_macs": "Int64", "activations": "Int64"})
+    return df.astype({"flops": "Int64", "params": "Int64", "thop_macs": "Int64", "activations": "Int64",
+                      "val_samples": "Int64", "accuracy_lo": "float64", "accuracy_hi": "float64"})
 
 
 @click.command()
@@ -65,7 +88,8 @@ def command(study_name, storage, fmt, sort, rejected):
                    + ("" if rejected else " (besides budget rejections: see --rejected)"))
         return
     show = flat[["trial", "state", "tier", "accuracy", "flops", "params", "epochs", "arch"]].copy()
-    show["accuracy"] = ["-" if pd.isna(a) else f"{a:.4f}" for a in flat["accuracy"]]
+    show["accuracy"] = [accuracy_text(None if pd.isna(a) else a, None if pd.isna(n) else int(n))
+                        for a, n in zip(flat["accuracy"], flat["val_samples"])]
     show["flops"] = ["-" if pd.isna(f) else format_flops(int(f)) for f in flat["flops"]]
     show["params"] = ["-" if pd.isna(n) else format_count(int(n)) for n in flat["params"]]
     show["tier"] = flat["tier"].fillna("-")
