@@ -334,3 +334,21 @@ def test_a_preset_is_compared_with_the_nearest_point_or_else_with_the_law():
     assert xs.verdict == "win" and xs.lo > 0  # the family beats the preset by more than the noise
     assert s.verdict == "tie" and s.lo < 0 < s.hi
     assert "win" in xs.shown() and "pts" in xs.shown()
+
+
+def test_compound_search_trains_the_grid_at_phi_1_and_takes_its_most_accurate_bases(base, tmp_path):
+    url = f"sqlite:///{tmp_path / 'grid.db'}"
+    r = scale("--config", base, *FAST, "--family", "compound", "--compound", "search", "--multipliers", "1,2,4,8",
+              "--seeds", "1", "--storage", url, "--name", "grid", "--json")
+    assert r.exit_code == 0, r.output + r.stderr
+    out = json.loads(r.stdout)
+    grid = out["compound_grid"]
+    assert len(grid) >= 2 and all(p["seeds"] == 1 for p in grid)
+    for p in grid:  # every grid point is a phi = 1 network: alpha * beta^2 * gamma^2 = 2
+        a, b, g = p["factors"]
+        assert a * b * b * g * g == pytest.approx(2.0) and a >= 1
+    best = max(grid, key=lambda p: (p["mean_accuracy"], -p["flops"]))
+    (at_two,) = [p for p in out["families"]["compound"]["ladder"] if p["multiplier"] == 2.0]
+    assert at_two["factors"] == pytest.approx(best["factors"])  # the ladder uses the chosen bases
+    assert "compound-grid" not in out["families"]  # the grid is not a family with a law
+    assert "the grid at phi = 1 chose" in r.stderr

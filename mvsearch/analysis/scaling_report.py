@@ -34,7 +34,7 @@ from mvsearch.core.errors import MvsearchError
 from mvsearch.core.interval import Z95, half_width, wilson
 from mvsearch.core.units import format_count, format_flops
 from mvsearch.search.record import describe_proxy
-from mvsearch.search.scaling import PRESET_FAMILY, Base, Result, Rung
+from mvsearch.search.scaling import GRID_FAMILY, PRESET_FAMILY, Base, Result, Rung
 
 MIN_POINTS = 4  # trained ladder points a family needs before its law is fitted
 MATCH = 0.15  # a ladder point "matches" a preset's FLOPs within this relative distance
@@ -151,7 +151,8 @@ class ScaleReport:
     holdout: int = 1
 
     def families(self) -> list[str]:
-        return list(dict.fromkeys(p.rung.family for p in self.points if p.rung.family != PRESET_FAMILY))
+        return list(dict.fromkeys(p.rung.family for p in self.points
+                                  if p.rung.family not in (PRESET_FAMILY, GRID_FAMILY)))
 
     def of(self, family: str) -> list[PointStats]:
         """A family's points, by FLOPs, one per distinct network."""
@@ -170,6 +171,7 @@ class ScaleReport:
                              "fit": self.fits[f].to_dict() if f in self.fits else None,
                              "unfitted": self.unfitted.get(f)} for f in self.families()},
             "presets": [p.to_dict() for p in self.of(PRESET_FAMILY)],
+            "compound_grid": [p.to_dict() for p in self.of(GRID_FAMILY)],
             "best_family": [c.to_dict() for c in self.comparisons],
             "versus_presets": [v.to_dict() for v in self.versus],
         }
@@ -178,13 +180,14 @@ class ScaleReport:
     def lines(self) -> list[str]:
         out = ["", f"scaling study {self.name!r} ({self.url}): {self.base.label}, "
                f"{self.seeds} seed(s) per point; accuracy = mean of seeds ±95% Wilson half-width (seeds' values)"]
-        for f in [*self.families(), PRESET_FAMILY]:
+        for f in [*self.families(), PRESET_FAMILY, GRID_FAMILY]:
             pts = self.of(f)
             if not pts:
                 continue
-            out.append(f"{f}:")
+            out.append(f"{f}:" if f != GRID_FAMILY else f"{f} (phi = 1; alpha/beta/gamma = depth/width/resolution bases):")
             for p in pts:
-                name = p.rung.preset or f"s={p.rung.multiplier:.2f}"
+                a, b, g = p.rung.factors
+                name = p.rung.preset or (f"{a:.2f}/{b:.2f}/{g:.2f}" if f == GRID_FAMILY else f"s={p.rung.multiplier:.2f}")
                 out.append(f"  {name:<15}{format_flops(p.rung.flops):>8}{format_count(p.rung.params):>8} params  "
                            f"{p.shown()}")
         if self.fits or self.unfitted:
@@ -261,7 +264,8 @@ def build(base: Base, rungs: Sequence[Rung], results: dict[str, list[Result]], *
         except MvsearchError as exc:
             rep.unfitted[f] = str(exc)
     if len(rep.fits) >= 1:
-        levels = sorted({int(p.rung.target_flops or p.rung.flops) for p in points if p.rung.family != PRESET_FAMILY}
+        levels = sorted({int(p.rung.target_flops or p.rung.flops) for p in points
+                         if p.rung.family not in (PRESET_FAMILY, GRID_FAMILY)}
                         | set(int(x) for x in predict))
         rep.comparisons = [compare_families(rep.fits, float(lv)) for lv in levels]
     for pre in rep.of(PRESET_FAMILY):

@@ -78,7 +78,8 @@ def parse_targets(flops: str, points: int | None, base_flops: int) -> list[int]:
 @click.option("--alpha", type=float, default=0.8, show_default=True,
               help="dwr: share of log s given to width (Dollar et al. 2021).")
 @click.option("--compound", "compound_abg", default="1.2,1.1,1.15", show_default=True,
-              help="compound: depth, width, resolution bases alpha,beta,gamma (EfficientNet).")
+              help="compound: depth, width, resolution bases alpha,beta,gamma (EfficientNet's), or 'search': "
+                   "train EfficientNet's grid at phi = 1 first and take the most accurate.")
 @click.option("--resolution", type=int, help="Deployment input side of a --preset/--config base (default 256).")
 @click.option("--with-presets", is_flag=True, help="Also train the paper presets within the ladder's FLOPs "
                                                    "under the same training, to compare with.")
@@ -114,7 +115,7 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
     import dataclasses
 
     from mvsearch.arch.scaling import check_family
-    from mvsearch.core.units import parse_duration, parse_flops
+    from mvsearch.core.units import format_flops, parse_duration, parse_flops
     from mvsearch.search import scaling as sc
 
     for handler in logging.getLogger("optuna").handlers:  # each training's outcome is printed by us
@@ -129,12 +130,16 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
     for f in families or ("width,depth,resolution,compound,dwr",):
         names += [x.strip() for x in f.split(",") if x.strip()]
     fam_params = {"dwr": {"alpha": alpha}}
-    a, b_, g = _floats(compound_abg, "--compound", count=3)
-    fam_params["compound"] = {"alpha": a, "beta": b_, "gamma": g}
-    fams = []
-    for n in dict.fromkeys(names):
+    names = list(dict.fromkeys(names))
+    for n in names:
         check_family(n)
-        fams.append((n, fam_params.get(n, {})))
+    grid_search = str(compound_abg).strip().lower() == "search" and "compound" in names
+    if not grid_search:
+        a, b_, g = _floats(compound_abg, "--compound", count=3)
+        fam_params["compound"] = {"alpha": a, "beta": b_, "gamma": g}
+        check_family("compound").params(**fam_params["compound"])
+    # the compound family's bases are known only after its grid search, which trains first
+    fams = [(n, fam_params.get(n, {})) for n in names if not (grid_search and n == "compound")]
     if (flops is None) == (multipliers is None):
         raise StudyError("pass the ladder as --flops LO..HI --points K, --flops A,B,C, or --multipliers S1,S2,...")
     mults = sorted(set(_floats(multipliers, "--multipliers"))) if multipliers is not None else None
@@ -166,9 +171,13 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
                            threads=threads, timeout_s=timeout_s)
     sc.check_scale_options(opts)
     rungs = sc.plan(base, fams, proxy, targets=targets, multipliers=mults)
+    grid = sc.compound_grid(base, proxy) if grid_search else []
     if with_presets:
-        rungs += sc.plan(base, [], proxy, targets=[], presets=sc.nearest_presets(base, rungs))
-    ladder_lines = _ladder(base, rungs, proxy, opts)
+        rungs += sc.plan(base, [], proxy, targets=[], presets=sc.nearest_presets(base, rungs + grid))
+    ladder_lines = _ladder(base, rungs + grid, proxy, opts)
+    if grid_search:
+        ladder_lines.append("compound: bases searched first at phi = 1 (the compound-grid rows); its ladder is "
+                            "planned from the most accurate of them")
     if dry_run:
         if as_json:
             print_json({"base": base.to_dict(), "proxy": proxy.to_dict(), "ladder": [r.to_dict() for r in rungs]})
@@ -183,10 +192,35 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
         from mvsearch.analysis.page import check_output
 
         check_output(page, force=force)
-    study = sc.ScaleStudy(base, rungs, proxy, opts, _Events(quiet=as_json))
+    events = _Events(quiet=as_json)
+    if grid_search:  # EfficientNet's step 1: the grid at phi = 1, trained as part of the same study
+        gstudy = sc.ScaleStudy(base, grid, proxy, opts, events)
+        gstudy.prepare()
+        if not as_json:
+            for line in ladder_lines:
+                echo(line)
+        gstudy.open()
+        gsum = gstudy.run()
+        chosen = sc.best_grid_point(grid, gstudy.results())
+        if gsum.interrupted or chosen is None:
+            if chosen is None and not gsum.interrupted:
+                raise StudyError("the compound grid has no trained network yet (other workers are training it); "
+                                 "rerun the command when they are done")
+            raise KeyboardInterrupt
+        g_best, g_acc = chosen
+        ga, gb, gg = g_best.factors
+        fam_params["compound"] = {"alpha": ga, "beta": gb, "gamma": gg}
+        echo(f"compound: the grid at phi = 1 chose alpha={ga:.3f} beta={gb:.2f} gamma={gg:.2f} "
+             f"(mean accuracy {g_acc:.4f}, {format_flops(g_best.flops)})", err=True)
+        more = sc.plan(base, [("compound", fam_params["compound"])], proxy, targets=targets, multipliers=mults)
+        rungs = rungs + more + grid
+    study = sc.ScaleStudy(base, rungs, proxy, opts, events)
     study.prepare()
-    if not as_json:
+    if not as_json and not grid_search:
         for line in ladder_lines:
+            echo(line)
+    elif not as_json:
+        for line in _ladder(base, more, proxy, opts)[3:]:
             echo(line)
     study.open()
     summary = study.run()

@@ -45,6 +45,10 @@ from mvsearch.search.trainings import (Result, TrainingEvents, TrainingOptions, 
 SCALE_LABEL = "scale"
 #: the family name of the paper presets trained beside a ladder (``--with-presets``)
 PRESET_FAMILY = "preset"
+#: the family name of the networks of the compound grid search at phi = 1 (``--compound search``)
+GRID_FAMILY = "compound-grid"
+#: EfficientNet's grid: width and resolution bases in these steps, depth taking the rest of 2x FLOPs
+GRID_STEPS = (1.0, 1.1, 1.2, 1.3)
 
 
 # ---------------------------------------------------------------------- the plan
@@ -172,6 +176,33 @@ def preset_base(name: str, resolution: int = 256) -> Base:
     return Base("preset", name, get_preset(name), resolution)
 
 
+def compound_grid(base: Base, proxy: ProxySettings) -> list[Rung]:
+    """EfficientNet's step 1 (Tan & Le 2019, Sec. 3.3): at phi = 1 (about 2x the base's FLOPs), the
+    networks d = alpha, w = beta, r = gamma for beta, gamma on :data:`GRID_STEPS` and
+    alpha = 2 / (beta^2 gamma^2) >= 1, so alpha * beta^2 * gamma^2 = 2. The most accurate under the
+    proxy gives the compound family's bases. Triples that round to the same network train once."""
+    out: list[Rung] = []
+    for beta in GRID_STEPS:
+        for gamma in GRID_STEPS:
+            alpha = 2.0 / (beta * beta * gamma * gamma)
+            if alpha < 1.0:
+                continue
+            params = {"alpha": alpha, "beta": beta, "gamma": gamma}
+            arch, res = apply_family("compound", base.arch, base.resolution, 2.0, **params)
+            out.append(_rung(GRID_FAMILY, None, 2.0, (alpha, beta, gamma), arch, res, base, proxy))
+    return out
+
+
+def best_grid_point(rungs: Sequence[Rung], results: dict[str, list[Result]]) -> tuple[Rung, float] | None:
+    """The grid network with the highest mean accuracy over its trainings (None until one is trained)."""
+    scored = [(sum(r.accuracy for r in results.get(g.key, [])) / len(results[g.key]), g)
+              for g in rungs if g.family == GRID_FAMILY and results.get(g.key)]
+    if not scored:
+        return None
+    acc, best = max(scored, key=lambda t: (t[0], -t[1].flops))
+    return best, acc
+
+
 def nearest_presets(base: Base, rungs: Sequence[Rung]) -> list[str]:
     """The paper presets whose FLOPs (at the base's resolution) lie within the ladder's range."""
     if not rungs:
@@ -187,4 +218,4 @@ def nearest_presets(base: Base, rungs: Sequence[Rung]) -> list[str]:
 
 __all__ = ["Base", "Rung", "plan", "ScaleOptions", "ScaleStudy", "Result", "SCALE_LABEL", "PRESET_FAMILY",
            "point_key", "scaled_proxy_resolution", "default_name", "preset_base", "nearest_presets",
-           "check_scale_options"]
+           "check_scale_options", "compound_grid", "best_grid_point", "GRID_FAMILY"]
