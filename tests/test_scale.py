@@ -352,3 +352,31 @@ def test_compound_search_trains_the_grid_at_phi_1_and_takes_its_most_accurate_ba
     assert at_two["factors"] == pytest.approx(best["factors"])  # the ladder uses the chosen bases
     assert "compound-grid" not in out["families"]  # the grid is not a family with a law
     assert "the grid at phi = 1 chose" in r.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_job_taken_at_the_same_moment_by_a_lower_numbered_trial_gives_way(tmp_path):
+    # two workers take the same job; the one with the higher trial number checked before the
+    # other had claimed it: it trains one epoch, sees the claim, and stops as a duplicate
+    from mvsearch.search.trainings import TrainingEvents, TrainingOptions
+
+    base = sc.Base("config", "tiny.yaml", ArchConfig.from_yaml(TINY), 64)
+    proxy = ProxySettings(data="synthetic", resolution=32, epochs=2, train_samples=64, val_samples=32)
+    (rung,) = sc.plan(base, [("width", {})], proxy, multipliers=[1.0])
+    other: list = []
+
+    class ClaimNow(TrainingEvents):
+        def trial_start(self, ref, planned, seed):
+            other[0].set_user_attr("point", planned.key)  # the other worker claims it now
+            other[0].set_user_attr("seed", seed)
+
+    st = sc.ScaleStudy(base, [rung], proxy, TrainingOptions(name="dup", storage=f"sqlite:///{tmp_path / 'd.db'}",
+                                                            seeds=1, threads=1), ClaimNow())
+    st.prepare()
+    st.open()
+    other.append(st.study.ask())  # trial 0: the other worker's, not yet claimed
+    mine = st.study.ask()  # trial 1
+    with pytest.raises(optuna.TrialPruned):
+        st._train(mine, rung, 0)
+    rec = TrialRecord.from_user_attrs(st.study.get_trials()[1].user_attrs)
+    assert rec.error.startswith("a duplicate of scale/0") and len(rec.accuracy_curve) == 1  # one epoch, not two

@@ -121,6 +121,14 @@ class TrainingSummary:
     outcomes: list[tuple[str, str, float | None]] = field(default_factory=list)  # (ref, state, accuracy)
 
 
+class _Duplicate(Exception):
+    """Raised inside a training when an earlier trial holds the same job (its number in ``number``)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
+
+
 def _write(trial: optuna.Trial, rec: TrialRecord, *names: str) -> None:
     for k, v in rec.to_attrs(*names).items():
         trial.set_user_attr(k, v)
@@ -295,10 +303,16 @@ class TrainingStudy:
             try:
                 trial.report(float(stats.val_accuracy), stats.epoch)
                 self.events.epoch(ref, stats.epoch, float(stats.val_accuracy))
+                # two workers that took the same job at the same moment both passed the check
+                # above if each looked before the other had claimed it: after each epoch the
+                # one with the higher trial number gives way
+                twin = self._duplicate(trial, planned.key, seed)
             finally:
                 stop.set_training(True)
             if stop.requested:
                 raise KeyboardInterrupt
+            if twin is not None:
+                raise _Duplicate(twin)
 
         state, result = "COMPLETE", None
         if stop.requested:
@@ -309,6 +323,9 @@ class TrainingStudy:
                                data=data, split=split, callback=on_epoch).result
         except NonFiniteLossError as exc:
             state, rec.error = "FAIL", str(exc)
+        except _Duplicate as dup:
+            state, rec.error = "PRUNED", f"a duplicate of {self.label}/{dup.number}, taken by another worker at the " \
+                                         f"same moment"
         except KeyboardInterrupt:
             state, rec.interrupted = "FAIL", True
         finally:
@@ -324,6 +341,8 @@ class TrainingStudy:
             raise KeyboardInterrupt
         if state == "FAIL":
             raise NonFiniteLossError(rec.error)
+        if state == "PRUNED":
+            raise optuna.TrialPruned("duplicate")
         return float(acc)
 
     # ------------------------------------------------------------ the loop
