@@ -188,6 +188,13 @@ class _Group(click.Group):
             code = 0
         if standalone_mode:
             _flush()
+            if process and code == 130:
+                # interrupted: end now. A KeyboardInterrupt that landed in Python code run from C
+                # (PyRun_*, e.g. inside an extension's import) leaves CPython's "unhandled Ctrl-C"
+                # flag set even though it was handled here, and the interpreter's exit would then
+                # kill the process with SIGINT instead of returning 130. The storage writes are
+                # done (SQLite and PostgreSQL commit per write); nothing is left to finalize.
+                os._exit(130)
             sys.exit(code)
         return code
 
