@@ -6,6 +6,7 @@ import logging
 import click
 
 from mvsearch.cli.options import echo, print_json, quiet_trial_failures
+from mvsearch.cli.progress import TrainingPrinter
 
 
 @click.command()
@@ -85,7 +86,7 @@ def command(space_ref, budget, tiers, archs, reference_text, proxy_texts, seeds,
         return
     from mvsearch.analysis import fidelity_report as fr
 
-    study = fd.FidelityStudy(the_plan, space, opts, _Events(quiet=as_json))
+    study = fd.FidelityStudy(the_plan, space, opts, TrainingPrinter(_entry_label, wall_digits=1))
     study.prepare()
     if not as_json:
         for line in _plan_lines(the_plan, space):
@@ -132,33 +133,8 @@ def _plan_lines(the_plan, space) -> list[str]:
     return out
 
 
-class _Events:
-    """Progress lines on stderr (stdout keeps the tables, or the one JSON object)."""
+def _entry_label(planned) -> str:
+    from mvsearch.core.units import format_flops
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.n = 0
-        self.todo = 0
-
-    def start(self, todo: int, done: int, running: int) -> None:
-        self.todo, self.n = todo, done
-        more = f", {running} running in other workers" if running else ""
-        echo(f"training: {todo - done} of {todo} trainings to go ({done} already in the study{more})", err=True)
-
-    def trial_start(self, ref, planned, seed) -> None:
-        pass
-
-    def epoch(self, ref, epoch, accuracy) -> None:
-        pass
-
-    def trial_end(self, ref, planned, seed, state, accuracy, wall_s) -> None:
-        from mvsearch.core.units import format_flops
-
-        self.n += state == "COMPLETE"
-        what = f"{planned.preset or f'arch {planned.index}'} ({format_flops(planned.flops)} FLOPs) " \
-               f"{planned.setting or 'space proxy'}"
-        acc = f"accuracy {accuracy:.4f}" if accuracy is not None else state
-        echo(f"[{self.n}/{self.todo}] {ref} {what} seed {seed}: {acc} ({wall_s:.1f} s)", err=True)
-
-    def note(self, message: str) -> None:
-        echo(f"note: {message}", err=True)
+    return f"{planned.preset or f'arch {planned.index}'} ({format_flops(planned.flops)} FLOPs) " \
+           f"{planned.setting or 'space proxy'}"

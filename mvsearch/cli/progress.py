@@ -153,3 +153,33 @@ def closing_table(search, summary) -> None:
                f"{s.screened} start-up draws screened out; {duration(s.wall_s)}")
     echo(f"list them: mvsearch trials --study {s.study_name}"
                + (f" --storage {s.storage}" if not s.storage.endswith(f"studies/{s.study_name}.db") else ""))
+
+
+class TrainingPrinter:
+    """Progress of a planned-training study (``scale``, ``fidelity``) on stderr: stdout keeps the
+    tables, or the one JSON object. ``describe(planned)`` names what a line trained."""
+
+    def __init__(self, describe, *, wall_digits: int = 0) -> None:
+        self.describe, self.wall_digits = describe, wall_digits
+        self.n = 0
+        self.todo = 0
+
+    def start(self, todo: int, done: int, running: int) -> None:
+        self.todo, self.n = todo, done
+        more = f", {running} running in other workers" if running else ""
+        echo(f"training: {todo - done} of {todo} trainings to go ({done} already in the study{more})", err=True)
+
+    def trial_start(self, ref, planned, seed) -> None:
+        pass
+
+    def epoch(self, ref, epoch, accuracy) -> None:
+        pass
+
+    def trial_end(self, ref, planned, seed, state, accuracy, wall_s) -> None:
+        self.n += state == "COMPLETE"
+        acc = f"accuracy {accuracy:.4f}" if accuracy is not None else state
+        echo(f"[{self.n}/{self.todo}] {ref} {self.describe(planned)} seed {seed}: {acc} "
+             f"({wall_s:.{self.wall_digits}f} s)", err=True)
+
+    def note(self, message: str) -> None:
+        echo(f"note: {message}", err=True)

@@ -6,6 +6,7 @@ import logging
 import click
 
 from mvsearch.cli.options import echo, print_json, quiet_trial_failures
+from mvsearch.cli.progress import TrainingPrinter
 from mvsearch.core.errors import StudyError
 from mvsearch.core.text import shorten
 
@@ -192,7 +193,7 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
         from mvsearch.analysis.page import check_output
 
         check_output(page, force=force)
-    events = _Events(quiet=as_json)
+    events = TrainingPrinter(_rung_label)
     if grid_search:  # EfficientNet's step 1: the grid at phi = 1, trained as part of the same study
         gstudy = sc.ScaleStudy(base, grid, proxy, opts, events)
         gstudy.prepare()
@@ -347,33 +348,7 @@ def _cost(base):
     return analytic_cost(base.arch, base.resolution)
 
 
-class _Events:
-    """Progress lines on stderr (stdout keeps the tables, or the one JSON object)."""
+def _rung_label(rung) -> str:
+    from mvsearch.core.units import format_flops
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.n = 0
-        self.todo = 0
-
-    def start(self, todo: int, done: int, running: int) -> None:
-        self.todo, self.n = todo, done
-        more = f", {running} running in other workers" if running else ""
-        echo(f"training: {todo - done} of {todo} trainings to go ({done} already in the study{more})", err=True)
-
-    def trial_start(self, ref, rung, seed) -> None:
-        pass
-
-    def epoch(self, ref, epoch, accuracy) -> None:
-        pass
-
-    def trial_end(self, ref, rung, seed, state, accuracy, wall_s) -> None:
-        from mvsearch.core.units import format_flops
-
-        self.n += state == "COMPLETE"
-        what = rung.preset or f"{rung.family} s={rung.multiplier:.2f}"
-        acc = f"accuracy {accuracy:.4f}" if accuracy is not None else state
-        echo(f"[{self.n}/{self.todo}] {ref} {what} {format_flops(rung.flops)} seed {seed}: {acc} ({wall_s:.0f} s)",
-             err=True)
-
-    def note(self, message: str) -> None:
-        echo(f"note: {message}", err=True)
+    return f"{rung.preset or f'{rung.family} s={rung.multiplier:.2f}'} {format_flops(rung.flops)}"

@@ -136,7 +136,8 @@ class _Solver:
 
     def _flops(self, ls: float) -> int:
         key = self.at[ls]
-        assert key is not None  # only called on buildable points
+        if key is None:  # callers ask only for buildable points; say why if one is not
+            raise ArchError(self.why.get(ls, f"no buildable network at log s = {ls:.3g}"))
         return self.met[key].cost.flops
 
     def _edge(self, step: float, sign: int) -> tuple[float, float | None]:
