@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from mvsearch.core.interval import format_interval, half_width, wilson
+from mvsearch.core.interval import difference, format_interval, half_width, wilson
 
 
 def test_known_cases():
@@ -47,3 +47,22 @@ def test_format_and_bad_input():
     for acc, n in ((0.5, 0), (math.nan, 10), (0.5, -3)):
         with pytest.raises(ValueError):
             wilson(acc, n)
+
+
+@pytest.mark.parametrize("a, n_a, b, n_b, lo, hi", [
+    # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10 (hybrid score)
+    (56, 70, 48, 80, 0.0524, 0.3339),
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (6, 7, 2, 7, 0.0582, 0.8062),
+    (5, 56, 0, 29, -0.0381, 0.1926),
+])
+def test_difference_matches_newcombes_published_hybrid_score_intervals(a, n_a, b, n_b, lo, hi):
+    got = difference(a / n_a, n_a, b / n_b, n_b)
+    assert got == pytest.approx((lo, hi), abs=6e-5)
+
+
+def test_difference_is_antisymmetric_and_contains_the_observed_gap():
+    lo, hi = difference(0.76, 512, 0.72, 512)
+    assert lo < 0.04 < hi
+    assert difference(0.72, 512, 0.76, 512) == pytest.approx((-hi, -lo))
+    assert difference(0.76, 4096, 0.72, 4096)[0] > lo  # more images, a narrower interval

@@ -37,6 +37,7 @@ def full_record() -> TrialRecord:
         "train_wall_s": 1.5, "wall_s": 2.5, "seed": 3, "data": "synthetic", "proxy": {"epochs": 2},
         "proxy_arch": dataclasses.replace(arch, stem_stride=1), "weights": "w.pt", "worker": "h:1",
         "interrupted": True, "error": "e", "retry_of": 4, "mvsearch_version": "0.1.0", "point": "0123abcd",
+        "seed_accuracies": [0.5, 0.75],
     }
     assert set(values) == set(ATTR_FIELDS)  # the test sets every field
     return TrialRecord(**values)
@@ -80,7 +81,8 @@ def test_every_study_record_field_round_trips_through_a_stored_study():
               "budget": "15M FLOPs", "budgets": {"tiers": []}, "tiers": ["15M"], "max_params": 5,
               "resolution": [64, 64], "num_classes": 10, "data": "synthetic", "proxy": {"epochs": 2}, "sampler": "tpe",
               "pruner": "median", "seed": 3, "mvsearch_version": "0.1.0", "scale": {"label": "x"},
-              "fidelity": {"space": "tiny", "proxies": [{"text": "epochs=1"}]}, "space_yaml": "name: tiny"}
+              "fidelity": {"space": "tiny", "proxies": [{"text": "epochs=1"}]}, "seeds": 3,
+              "validate": {"proxy": {"epochs": 3}, "seeds": 2, "top": 2}, "space_yaml": "name: tiny"}
     assert set(values) == {f.name for f in dataclasses.fields(StudyRecord)}  # the test sets every field
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage)

@@ -26,8 +26,10 @@ from mvsearch.search.record import StudyRecord, TrialRecord
 from tests._studies import DISTS, K, RES, SEARCHED, all_pruned_study, cost, empty_study, make_study, variant
 from tests.test_pareto import wilson95
 
-SECTIONS = ("summary", "pareto-flops", "pareto-params", "pareto-latency", "history", "curves", "importance", "knobs",
-            "edf", "trials")
+SECTIONS = ("summary", "validation", "pareto-flops", "pareto-params", "pareto-latency", "history", "curves",
+            "importance", "knobs", "edf", "trials")
+
+
 
 PROXY = {"data": "synthetic:10", "resolution": 32, "stem_stride": 1, "epochs": 3, "batch_size": 8,
          "train_samples": 64, "val_samples": 32, "lr": 0.002, "weight_decay": 0.05}

@@ -27,6 +27,7 @@ from mvsearch.core.errors import StudyError
 from mvsearch.core.interval import format_interval, wilson
 from mvsearch.search.front import Axis, Y_AXES, _x_getter, candidates, check_axis, nondominated
 from mvsearch.search.record import TrialRecord, trial_key
+from mvsearch.search.validate import check_by, records_by
 
 
 LOG_X_SPAN = 5.0  # a log x axis when the largest cost shown is at least this many times the smallest
@@ -203,7 +204,7 @@ def state_counts(recs_all: Sequence[TrialRecord]) -> dict[str, int]:
 
 def build(study_name: str, storage: str, recs_all: Sequence[TrialRecord], x: str, *,
           resolution: tuple[int, int], num_classes: int, latency: dict[str, Any] | None = None,
-          device: Any = None) -> Pareto:
+          device: Any = None, y: str = "accuracy") -> Pareto:
     """The :class:`Pareto` of already loaded records (budget rejections included or not)."""
     axis = check_axis(x)
     recs = [r for r in recs_all if not r.over_budget]
@@ -227,7 +228,7 @@ def build(study_name: str, storage: str, recs_all: Sequence[TrialRecord], x: str
         points[i].rank = rank
         front_pts.append(points[i])
     mark_ties(front_pts)
-    return Pareto(study_name, storage, axis, Y_AXES["accuracy"], tuple(resolution), num_classes, points,
+    return Pareto(study_name, storage, axis, Y_AXES[y], tuple(resolution), num_classes, points,
                   pruned, front_pts, tiers, device if latency else None,
                   state_counts(recs_all))
 
@@ -246,18 +247,24 @@ def mark_ties(front: Sequence[Point]) -> None:
 
 
 def compute(study_name: str | None = None, storage: str | None = None, x: str = "flops", y: str = "accuracy",
-            *, backend: str | None = None) -> Pareto:
-    """Load a study and compute its front against ``x`` (latency from the device that measured most)."""
+            *, backend: str | None = None, by: str = "proxy") -> Pareto:
+    """Load a study and compute its front against ``x`` (latency from the device that measured most);
+    ``by="validated"``: of the validated trials, by their validated accuracy (``mvsearch validate``)."""
     from mvsearch.latency import study as lt
     from mvsearch.latency import store as ls
     from mvsearch.search.storage import open_search
 
     check_axis(x)
     check_axis(y, Y_AXES, "--y")
+    check_by(by)
     study = open_search(study_name, storage)
     name, url = study.name, study.url
     recs_all = study.records(include_rejected=True)
     recs = [r for r in recs_all if not r.over_budget]
+    counts = state_counts(recs_all)
+    if by == "validated" and recs:
+        recs_all = records_by(study, by, include_rejected=True)
+        y = "validated"
     if not recs:
         raise StudyError(f"study {name!r} has no trials yet; run `mvsearch run --study {name}` first")
     device = ls.pick_device(url, name, backend)
@@ -268,7 +275,8 @@ def compute(study_name: str | None = None, storage: str | None = None, x: str = 
                          f"`mvsearch latency --study {name} --storage {url}{which}`")
     res = lt.deployment_resolution(study, recs)
     k = lt.study_num_classes(study, recs)
-    out = build(name, url, recs_all, x, resolution=res, num_classes=k, latency=latency, device=device)
+    out = build(name, url, recs_all, x, resolution=res, num_classes=k, latency=latency, device=device, y=y)
+    out.counts = counts
     if not out.points:
         c = out.counts
         raise StudyError(f"study {name!r} has no completed trial with accuracy and {x} "
@@ -284,8 +292,9 @@ def noise_note(p: Pareto) -> str:
         return ("accuracies without an interval: these trials did not record how many validation images "
                 "measured them")
     on = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]} to {ns[-1]}"
+    seeds = "; each accuracy the mean of its validation trainings' seeds" if p.y.name == "validated" else ""
     return (f"± half the 95% Wilson interval on {on} validation images; ≈k: indistinguishable from rank k, "
-            f"the next more accurate front point (their intervals overlap)")
+            f"the next more accurate front point (their intervals overlap){seeds}")
 
 
 def table(p: Pareto) -> list[dict[str, Any]]:

@@ -12,11 +12,13 @@ from markupsafe import Markup
 from mvsearch.analysis import figures
 from mvsearch.analysis.page import (Details, Facts, Note, Section, Table, check_output, check_png, figure, num,
                                     render, txt, write_page, write_pngs)
-from mvsearch.analysis.pareto import Pareto, accuracy_text, build, table
+from mvsearch.analysis import validation
+from mvsearch.analysis.pareto import Pareto, accuracy_text, build, state_counts, table
 from mvsearch.core.errors import StudyError
 from mvsearch.core.units import format_count, format_flops
 from mvsearch.search.front import AXES
 from mvsearch.search.record import TrialRecord, describe_proxy, trial_key
+from mvsearch.search.validate import as_validated, check_by, records_by, validated
 
 
 # ---------------------------------------------------------------------- tables
@@ -176,14 +178,20 @@ def _in_order(studies: dict[str, Any], tiers: Any) -> list[tuple[str, Any]]:
                                                    else len(known), kv[0]))
 
 
-def build_report(study_name: str | None = None, storage: str | None = None, *, backend: str | None = None) -> Report:
-    """Load a search (all its tiers' studies) and lay out its whole report (nothing written)."""
+def build_report(study_name: str | None = None, storage: str | None = None, *, backend: str | None = None,
+                 by: str = "proxy") -> Report:
+    """Load a search (all its tiers' studies) and lay out its whole report (nothing written); ``by``:
+    the Pareto fronts rank by the proxy accuracy or by the validated one (``mvsearch validate``)."""
     from mvsearch.latency import study as lt
     from mvsearch.latency import store as ls
     from mvsearch.search.storage import open_search
 
+    check_by(by)
     search = open_search(study_name, storage)
     name, url = search.name, search.url
+    vals = validated(search)
+    if by == "validated" and not vals:
+        records_by(search, by)  # the one line naming `mvsearch validate`
     ua = search.user_attrs
     studies = _in_order(search.studies, ua.get("tiers"))
     order = {s.study_name: i for i, (_, s) in enumerate(studies)}
@@ -211,12 +219,13 @@ def build_report(study_name: str | None = None, storage: str | None = None, *, b
             body.setdefault(section, []).append(figure(fig, f"plot-{key}"))
 
     fronts: dict[str, Pareto] = {}
+    ranked = as_validated(recs_all, vals) if by == "validated" else recs_all
     for axis in AXES:
         if axis == "latency" and not any(s.startswith("trial:") for s in latency):
             continue
-        fronts[axis] = build(name, url, recs_all, axis, resolution=res, num_classes=k, latency=latency or None,
-                             device=device)
-    counts = next(iter(fronts.values())).counts
+        fronts[axis] = build(name, url, ranked, axis, resolution=res, num_classes=k, latency=latency or None,
+                             device=device, y="validated" if by == "validated" else "accuracy")
+    counts = state_counts(recs_all)
     no_front = "no completed trial yet, so no front: every trial was pruned or failed"
     for axis in AXES:
         p = fronts.get(axis)
@@ -248,12 +257,15 @@ def build_report(study_name: str | None = None, storage: str | None = None, *, b
         "no completed searched trial yet")
     tier_labels = [t for t in tiers if t] or sorted({r.tier for r in recs if r.tier})
     sections = [Section("summary", "Summary", _summary(ua, tier_labels, recs_all, counts, res, k, device))]
-    headings = {"pareto-flops": "Pareto front: accuracy vs FLOPs", "pareto-params": "Pareto front: accuracy vs params",
-                "pareto-latency": "Pareto front: accuracy vs latency", "history": "Optimization history",
+    what = "validated accuracy" if by == "validated" else "accuracy"
+    headings = {"pareto-flops": f"Pareto front: {what} vs FLOPs", "pareto-params": f"Pareto front: {what} vs params",
+                "pareto-latency": f"Pareto front: {what} vs latency", "history": "Optimization history",
                 "curves": "Intermediate values and pruning", "importance": "Parameter importances",
                 "knobs": "Parallel coordinates", "edf": "Accuracy EDF across the space"}
     sections += [Section(key, heading, tuple(body.get(key) or [Note("no tier of this search has trials yet")]))
                  for key, heading in headings.items()]
+    sections.insert(1, Section("validation", "Validation: the winners retrained longer",
+                               _validation_blocks(name, recs_all, vals)))
     sections.append(Section("trials", f"Trials ({len(recs)})", (trials_table(recs, latency),)))
     sub = [_where(name, url), f"deployment resolution {res[0]}x{res[1]}, {k} classes"]
     if tier_labels:
@@ -262,8 +274,36 @@ def build_report(study_name: str | None = None, storage: str | None = None, *, b
     return rep
 
 
+def _validation_blocks(name: str, recs_all: Sequence[TrialRecord], vals: Any) -> tuple[Any, ...]:
+    """The validated models (proxy and validated accuracy, ranks) and the verdicts against the presets."""
+    if not vals:
+        return (Note("not validated: retrain the Pareto front and the presets under a longer training with",
+                     f"mvsearch validate --study {name}"),)
+    rep = validation.build(name, recs_all, vals)
+    head = (("trial", False), ("FLOPs", False), ("params", False), ("proxy accuracy", False), ("proxy rank", False),
+            ("validated accuracy", False), ("validated rank", False), ("seeds", False), ("arch", True))
+    rows = []
+    for row in rep.rows:
+        r, v = row.rec, row.validation
+        label = r.preset + " (baseline)" if r.baseline and r.preset else r.summary()
+        rows.append(("", (txt(_ref(r)), num(r.flops, format_flops(r.flops)), num(r.params, format_count(r.params)),
+                          num(r.accuracy, accuracy_text(r.accuracy, r.val_samples)), num(row.proxy_rank),
+                          num(v.accuracy, accuracy_text(v.accuracy, v.val_samples)), num(row.validated_rank),
+                          num(v.seeds), txt(label, "arch"))))
+    verdicts = [(f"{v.preset} ({format_flops(v.flops)})",
+                 f"validated: {v.validated.best_ref or '-'} {v.validated.shown()}; under the proxy: "
+                 f"{v.proxy.best_ref or '-'} {v.proxy.shown()}") for v in rep.versus]
+    tau = rep.agreement
+    verdicts.append(("proxy vs validated order", f"Kendall tau {tau.tau.shown()}, Spearman rho {tau.rho.shown()} "
+                                                 f"over {len(rep.rows)} models" if tau else
+                     f"needs at least 3 validated models, have {len(rep.rows)}"))
+    verdicts.insert(0, ("setting", f"{rep.setting}; {rep.seeds} seed(s) each"))
+    return (Facts(tuple(verdicts)), Table("validated", head, tuple(rows), "FLOPs"))
+
+
 def write_report(study_name: str | None = None, storage: str | None = None, out: str | Path | None = None, *,
-                 backend: str | None = None, png: bool = False, force: bool = False) -> tuple[Path, Report]:
+                 backend: str | None = None, png: bool = False, force: bool = False,
+                 by: str = "proxy") -> tuple[Path, Report]:
     """Build the report and write it (default ``reports/<search>.html``); PNGs beside it on request.
 
     ``force``: replace an existing file that is not a page mvsearch wrote.
@@ -272,7 +312,7 @@ def write_report(study_name: str | None = None, storage: str | None = None, out:
         check_png()
     if out is not None:
         check_output(out, force=force)
-    rep = build_report(study_name, storage, backend=backend)
+    rep = build_report(study_name, storage, backend=backend, by=by)
     path = write_page(out or Path("reports") / f"{rep.study_name}.html", rep.html, force=force)
     if png:
         write_pngs(rep.figures, path)

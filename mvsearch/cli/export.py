@@ -8,6 +8,7 @@ from mvsearch.cli.options import echo
 from mvsearch.core.errors import ExportError
 from mvsearch.core.limits import MAX_CLASSES, check_int
 from mvsearch.search import storage as studies
+from mvsearch.search.validate import check_by
 from mvsearch.export.writer import check_opset, check_stem, from_preset, from_trial, parse_formats, select, write
 
 
@@ -18,6 +19,9 @@ from mvsearch.export.writer import check_opset, check_stem, from_preset, from_tr
 @click.option("--best", is_flag=True, help="Export the most accurate COMPLETE trial (baselines included).")
 @click.option("--pareto-rank", type=int,
               help="Export the K-th point of the accuracy-vs-FLOPs Pareto front: 1 = most accurate.")
+@click.option("--by", default="proxy", show_default=True, metavar="[proxy|validated]",
+              help="What --best and --pareto-rank rank by: the proxy accuracy, or the validated one "
+                   "(`mvsearch validate`).")
 @click.option("--preset", help="Export a paper preset (mobilevit_xxs, mobilevit_xs, mobilevit_s); no study needed.")
 @click.option("--format", "formats", default="py", show_default=True,
               help="py, yaml, onnx, or all; several comma-separated (py,onnx).")
@@ -29,7 +33,7 @@ from mvsearch.export.writer import check_opset, check_stem, from_preset, from_tr
 @click.option("--allow-incomplete", is_flag=True, help="Also export a pruned, failed or rejected trial.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-o", "--output", "out_dir", help="Output directory (created if missing).")
-def command(study_name, storage, trial, best, pareto_rank, preset, formats, weights, num_classes,
+def command(study_name, storage, trial, best, pareto_rank, by, preset, formats, weights, num_classes,
             resolution, name, opset, allow_incomplete, force, out_dir):
     """Write a found architecture as a torch-only .py, a YAML for --config, and/or ONNX."""
     chosen = [o for o, v in (("--trial", trial is not None), ("--best", best),
@@ -40,6 +44,10 @@ def command(study_name, storage, trial, best, pareto_rank, preset, formats, weig
     if out_dir is None:
         raise ExportError("pass the output directory with -o DIR (e.g. -o models/)")
     fmts = parse_formats(formats)  # every option is checked before a study is opened or a file written
+    check_by(by)
+    if by != "proxy" and not (best or pareto_rank is not None):
+        raise ExportError(f"--by {by} ranks --best and --pareto-rank; --trial and --preset name their model "
+                          f"themselves: drop --by")
     if num_classes is not None:
         check_int(num_classes, "--num-classes", 1, MAX_CLASSES, ExportError, what="a positive integer")
     if name is not None:
@@ -57,10 +65,12 @@ def command(study_name, storage, trial, best, pareto_rank, preset, formats, weig
         echo(f"exporting preset {preset} ({target.cfg.num_classes} classes)")
     else:
         st = studies.open_search(study_name, storage)
-        rec = select(st, trial=trial, best=best, pareto_rank=pareto_rank)
+        rec = select(st, trial=trial, best=best, pareto_rank=pareto_rank, by=by)
         target = from_trial(st, rec, storage=st.url, weights=weights, num_classes=num_classes,
                             resolution=resolution, allow_incomplete=allow_incomplete, stem=name)
         acc = f"accuracy {rec.accuracy:.4f}" if rec.accuracy is not None else "no accuracy"
+        if by == "validated" and rec.accuracy is not None:
+            acc = f"validated accuracy {rec.accuracy:.4f}"
         kind = f", baseline {rec.preset}" if rec.baseline and rec.preset else ""
         echo(f"exporting trial {rec.ref} of study {st.name!r} ({rec.state}, {acc}{kind})")
     result = write(target, out_dir, fmts, force=force, opset=opset)

@@ -49,7 +49,7 @@ from mvsearch.core.errors import MvsearchError, first_line  # noqa: E402
 from mvsearch.core.text import SHOWN, one_line  # noqa: E402
 
 #: every command, in the order ``mvsearch --help`` lists them
-COMMANDS = ("count", "train", "space", "run", "trials", "latency", "pareto", "report", "export", "scale", "fidelity")
+COMMANDS = ("count", "train", "space", "run", "trials", "latency", "pareto", "report", "export", "scale", "fidelity", "validate")
 DEBUG_VAR = "MVSEARCH_DEBUG"
 
 

@@ -44,4 +44,19 @@ def format_interval(accuracy: float | None, n: int | None, *, digits: int = 1) -
     return f"{100 * accuracy:.{digits}f}% ±{100 * half_width(accuracy, n):.{digits}f}"
 
 
-__all__ = ["wilson", "half_width", "format_interval", "Z95"]
+def difference(a: float, n_a: int, b: float, n_b: int, z: float = Z95) -> tuple[float, float]:
+    """The 95% interval of ``a - b``, two accuracies measured on ``n_a`` and ``n_b`` images.
+
+    Newcombe's hybrid score interval (Newcombe 1998, "Interval estimation for the difference between
+    independent proportions", method 10) built from the two Wilson intervals:
+    ``d - sqrt((a - lo_a)² + (hi_b - b)²)`` to ``d + sqrt((hi_a - a)² + (b - lo_b)²)``. It treats the two as
+    independent samples; two models judged on the *same* images are positively correlated, so for
+    them it is, if anything, too wide: the safe side when asking whether one beats the other.
+    """
+    lo_a, hi_a = wilson(a, n_a, z)
+    lo_b, hi_b = wilson(b, n_b, z)
+    d = float(a) - float(b)
+    return d - math.sqrt((a - lo_a) ** 2 + (hi_b - b) ** 2), d + math.sqrt((hi_a - a) ** 2 + (b - lo_b) ** 2)
+
+
+__all__ = ["wilson", "half_width", "format_interval", "difference", "Z95"]

@@ -42,22 +42,28 @@ from mvsearch.model.network import build_model
 from mvsearch.core.runtime import eval_mode
 from mvsearch.model.onnx import ATOL, MAX_OPSET, MIN_OPSET, example_input, export_onnx, onnx_max_diff
 from mvsearch.search.record import TrialRecord
+from mvsearch.search.validate import check_by, records_by
 
 
 FORMATS = ("py", "yaml", "onnx")
 
 
 def select(search, *, trial: str | None = None, best: bool = False,
-           pareto_rank: int | None = None) -> TrialRecord:
+           pareto_rank: int | None = None, by: str = "proxy") -> TrialRecord:
     """The trial named by exactly one of ``trial`` (its ref: ``1.5G/3``, or ``3`` if unique), ``best``
-    or ``pareto_rank``, in a :class:`~mvsearch.search.storage.SearchStudies`."""
+    or ``pareto_rank``, in a :class:`~mvsearch.search.storage.SearchStudies`; ``best`` and
+    ``pareto_rank`` rank by ``by``: the proxy accuracy, or the validated one (``mvsearch validate``)."""
     name = search.name
+    check_by(by)
     if trial is not None:
         try:
             return search.find(str(trial))
         except MvsearchError as exc:
             raise ExportError(str(exc)) from None
-    recs = search.records(include_rejected=True)
+    try:
+        recs = records_by(search, by, include_rejected=True)
+    except MvsearchError as exc:
+        raise ExportError(str(exc)) from None
     complete = [r for r in recs if r.state == "COMPLETE" and not r.over_budget and r.accuracy is not None]
     if not complete:
         raise ExportError(f"study {name!r} has no COMPLETE trial yet; let `mvsearch run` finish one, "

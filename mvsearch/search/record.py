@@ -78,7 +78,9 @@ class TrialRecord:
     error: str | None = None  # why training failed (e.g. a non-finite loss)
     retry_of: int | None = None  # number of the failed trial (worker died) this one retries
     mvsearch_version: str | None = None
-    point: str | None = None  # a scaling study's ladder point (mvsearch.search.scaling.point_key)
+    point: str | None = None  # a planned training's point (mvsearch.search.trainings.point_key)
+    seed_accuracies: list[float] = field(default_factory=list)  # run --seeds K: each seed's final accuracy
+    #   (seeds seed..seed+K-1); the trial's value (accuracy) is their mean
 
     # ------------------------------------------------------------ derived
     @property
@@ -136,7 +138,7 @@ class TrialRecord:
             elif kind == "bool":
                 v = bool(v)
             elif kind == "list":
-                v = [float(x) for x in v] if n == "accuracy_curve" and isinstance(v, list) else v
+                v = [float(x) for x in v] if n in _FLOAT_LISTS and isinstance(v, list) else v
             setattr(rec, n, v)
         return rec
 
@@ -150,6 +152,7 @@ def _arch(v: Any) -> ArchConfig | None:
         return None
 
 
+_FLOAT_LISTS = frozenset({"accuracy_curve", "seed_accuracies"})
 ATTR_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRecord))[7:]
 _ATTR_SET = frozenset(ATTR_FIELDS)
 _KIND = {f.name: ("arch" if "ArchConfig" in str(f.type) else "int" if str(f.type).startswith("int")
@@ -181,6 +184,8 @@ class StudyRecord:
     mvsearch_version: str | None = None
     scale: dict[str, Any] | None = None  # a scaling study's base: kind, label, arch, resolution
     fidelity: dict[str, Any] | None = None  # a fidelity study's plan: space, budget, archs, reference, proxies
+    seeds: int | None = None  # run --seeds K: trainings per candidate, ranked by their mean (None: 1)
+    validate: dict[str, Any] | None = None  # a validation study's latest setting: proxy, seeds, top
     space_yaml: str | None = None  # the space file's text: written last, so a reader seeing it sees the rest
 
     def to_attrs(self) -> dict[str, Any]:

@@ -68,6 +68,8 @@ SCHEMA_RETRIES = 5
 #: a search name: what a space's ``name:`` may be (it becomes a file name and a study name)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SEP = "@"
+#: the label of a search's validation study ("NAME@validate", mvsearch.search.validate): beside the tiers, never one
+VALIDATE_LABEL = "validate"
 
 
 @contextlib.contextmanager
@@ -342,6 +344,7 @@ class SearchStudies:
     name: str  # the search's name ("mobile")
     url: str  # storage URL
     studies: dict[str, optuna.Study]  # tier label ("1.05G", "presets"; "" for a schema-1 study) -> study
+    validation: optuna.Study | None = None  # "NAME@validate": the winners retrained longer (mvsearch validate)
 
     @property
     def user_attrs(self) -> dict[str, Any]:
@@ -446,12 +449,18 @@ def open_search(name: str | None, storage: str | None) -> SearchStudies:
     name, url = resolve(name, storage)
     rdb = open_storage(url, heartbeat=False)
     studies: dict[str, optuna.Study] = {}
+    validation = None
     for full in sorted(optuna.get_all_study_names(storage=rdb)):
         base, _, label = full.partition(SEP)
-        if base == name:
-            studies[label] = optuna.load_study(study_name=full, storage=rdb)
-    return SearchStudies(name, url, studies)
+        if base != name:
+            continue
+        study = optuna.load_study(study_name=full, storage=rdb)
+        if label == VALIDATE_LABEL and StudyRecord.from_attrs(study.user_attrs).tier == VALIDATE_LABEL:
+            validation = study
+        else:
+            studies[label] = study
+    return SearchStudies(name, url, studies, validation)
 
 
 __all__ = ["SearchStudies", "open_search", "create_whole", "resolve", "open_storage", "default_storage", "weights_dir",
-           "check_name", "check_writable_file", "check_url", "sqlite_path", "storage_problem", "shown_url", "study_name", "RetryCallback", "experimental_ok", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]
+           "check_name", "check_writable_file", "check_url", "sqlite_path", "storage_problem", "shown_url", "study_name", "RetryCallback", "experimental_ok", "VALIDATE_LABEL", "STUDIES_DIR", "HEARTBEAT_S", "GRACE_S"]
