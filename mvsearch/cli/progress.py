@@ -2,6 +2,9 @@
 
 Accuracies carry their 95% Wilson interval on the validation images (``0.7617 ±0.037``), and a gain
 over a paper preset says whether it lies within that noise (the two intervals overlap) or beyond it.
+With ``run --seeds K`` (K > 1) a completed trial's accuracy is the mean of its K seeds, shown as
+``0.7617 ±0.037 (mean of 3 seeds, spread 0.7490–0.7740)``; the interval stays that of the
+validation images (the seeds are judged on the same ones).
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import sys
 import time
 
 from mvsearch.cli.options import echo
-from mvsearch.cli.trials import accuracy_text, measured
+from mvsearch.cli.trials import accuracy_text, measured, seeds_text
 from mvsearch.core.interval import wilson
 from mvsearch.core.text import printable
 from mvsearch.core.units import format_count, format_flops
@@ -33,6 +36,7 @@ class Printer:
         self.trials = trials
         self.rejected = 0
         self.val_samples: int | None = None  # validation images behind each accuracy (the run's proxy)
+        self.seeds = 1  # trainings per candidate (run --seeds)
         self.tty = sys.stderr.isatty() if tty is None else tty
         if self.tty:
             from tqdm import tqdm
@@ -55,6 +59,10 @@ class Printer:
         self.val_samples = p.get("val_samples") if isinstance(p.get("val_samples"), int) else None
         self.line(f"proxy {info.data}; {p['resolution']}x{p['resolution']} stem stride {p['stem_stride']}, "
                   f"{p['epochs']} epochs, {p['train_samples']} train / {p['val_samples']} val images")
+        self.seeds = info.seeds
+        if self.seeds > 1:
+            self.line(f"seeds: {self.seeds} trainings per candidate, ranked by their mean accuracy; the pruner "
+                      f"watches the first seed")
         if info.baselines:
             self.line(f"baselines queued: {', '.join(info.baselines)}")
         for n in info.notes:
@@ -84,6 +92,9 @@ class Printer:
         acc = accuracy_text(o.accuracy, self.val_samples)
         if o.accuracy is None:  # "-" as wide as a measured accuracy, so the columns after it stay aligned
             acc = acc.center(len(accuracy_text(0.5, self.val_samples)))
+        if self.seeds > 1:  # the mean of the seeds, or (pruned, failed) padded to its width
+            acc = (acc + (seeds_text(o.seed_accuracies) if o.state == "COMPLETE" else "")).ljust(
+                len(accuracy_text(0.5, self.val_samples) + seeds_text([0.5] * self.seeds)))
         what = f"baseline {o.preset}" if o.baseline else o.summary
         extra = f"  [{o.reason}]" if o.reason else ""
         self.line(f"trial {o.ref:>8}  {tier:<10} {o.state.lower():<9}  {format_flops(o.flops):>7} FLOPs "
@@ -125,10 +136,11 @@ def closing_table(search, summary) -> None:
         echo("no completed trial yet")
     else:
         echo("best trials (the 3 most accurate of each tier, and the baselines; sorted by FLOPs):")
-        width = max(8, *(len(accuracy_text(r.accuracy, r.val_samples)) for r in best))
+        accs = [accuracy_text(r.accuracy, r.val_samples) + seeds_text(r.seed_accuracies) for r in best]
+        width = max(8, *(len(a) for a in accs))
         echo(f"{'trial':>10}  {'tier':<8} {'accuracy':>{width}} {'FLOPs':>8} {'params':>8}  architecture")
-        for r in best:
-            echo(f"{r.ref:>10}  {(r.tier or '-'):<8} {accuracy_text(r.accuracy, r.val_samples):>{width}} "
+        for r, acc in zip(best, accs):
+            echo(f"{r.ref:>10}  {(r.tier or '-'):<8} {acc:>{width}} "
                  f"{format_flops(r.flops):>8} {format_count(r.params):>8}  {r.preset or r.summary()}")
     vs = versus_baselines(search)
     if vs:

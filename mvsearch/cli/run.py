@@ -27,6 +27,8 @@ from mvsearch.budget import parse_budget
                                 "machines postgresql+psycopg2://USER@HOST/DB, or postgresql:// with psycopg 3).")
 @click.option("--data", help="Data spec for the proxy training (default: the space's proxy.data).")
 @click.option("--seed", type=int, help="Sampler and training seed (default: the space's search.seed).")
+@click.option("--seeds", type=int, default=1, show_default=True,
+              help="Train each candidate K times (seeds seed..seed+K-1) and rank it by the mean accuracy (1..20).")
 # names checked by the library (mvsearch.search.check_options): a wrong one is one line, exit 2
 @click.option("--sampler", metavar="[tpe|random|nsga2]", help="Default: the space's search.sampler.")
 @click.option("--pruner", metavar="[hyperband|median|none]", help="Default: the space's search.pruner.")
@@ -41,8 +43,8 @@ from mvsearch.budget import parse_budget
               "studies/<study>-weights/ (default: the space's search.save_weights).")
 @click.option("--measure-latency", is_flag=True, help="Measure each completed trial's batch-1 latency.")
 @click.pass_context
-def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_name, storage, data, seed, sampler,
-            pruner, device, threads, no_baselines, with_baselines, save_weights, measure_latency):
+def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_name, storage, data, seed, seeds,
+            sampler, pruner, device, threads, no_baselines, with_baselines, save_weights, measure_latency):
     """Search architectures under a budget: sample, gate on FLOPs, train the proxy, prune, record."""
     import optuna
 
@@ -64,7 +66,7 @@ def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_na
         raise StudyError(f"--trials: must be a positive integer, got {trials}")
     opts = RunOptions(
         trials=trials if trials is not None else s.trials, study_name=study_name, storage=storage, data=data,
-        seed=seed if seed is not None else s.seed, sampler=sampler or s.sampler, pruner=pruner or s.pruner,
+        seed=seed if seed is not None else s.seed, seeds=seeds, sampler=sampler or s.sampler, pruner=pruner or s.pruner,
         device=device, timeout_s=parse_duration(timeout) if timeout is not None else None,
         with_baselines=with_baselines and not no_baselines, budget_baselines=s.baselines and not no_baselines,
         save_weights=s.save_weights if save_weights is None else save_weights, threads=threads,

@@ -6,9 +6,10 @@ One ``mvsearch run``:
    data, the storage file) before any study is created or touched;
 2. opens one Optuna study per FLOP tier (``NAME@TIER``, see :mod:`mvsearch.search.storage`) with a
    stock sampler and pruner each (:mod:`mvsearch.search.tiers`), checks that a resumed search was
-   made by the same space and proxy, fails trials whose worker died (this host's dead processes at
-   once, any host's after the heartbeat grace period) and lets Optuna's retry callback
-   queue their architectures once more, and enqueues the paper presets as baselines (those within the budget when the space says
+   made by the same space, proxy and ``--seeds`` (a study without ``seeds`` counts as 1), fails
+   trials whose worker died (this host's dead processes at once, any host's after the heartbeat
+   grace period) and lets Optuna's retry callback queue their architectures once more, and
+   enqueues the paper presets as baselines (those within the budget when the space says
    ``search.baselines: true``, all three with ``--with-baselines``);
 3. repeats, until ``--trials`` candidates were trained (rejections and baselines do not count):
    pick the tier with the fewest trained trials, enqueue a screened draw while the tier is in its
@@ -99,11 +100,11 @@ class Search:
                            space_file=s.file, budget=b.describe(), budgets=b.to_dict(),
                            tiers=[t.label for t in b.tiers], max_params=b.max_params, resolution=list(s.resolution),
                            num_classes=s.num_classes, data=self.proxy.data, proxy=self.proxy.to_dict(),
-                           sampler=o.sampler, pruner=o.pruner, seed=o.seed, mvsearch_version=__version__,
-                           space_yaml=s.text)
+                           sampler=o.sampler, pruner=o.pruner, seed=o.seed, seeds=o.seeds,
+                           mvsearch_version=__version__, space_yaml=s.text)
 
     def _check_compatible(self, study: optuna.Study) -> None:
-        """A resumed study must come from the same space and proxy (comparable accuracies)."""
+        """A resumed study must come from the same space, proxy and seeds (comparable accuracies)."""
         name = study.study_name
         old = StudyRecord.from_attrs(study.user_attrs)
         if old.space_yaml is None:
@@ -124,6 +125,12 @@ class Search:
             k = diff[0]
             raise StudyError(f"study {self.name!r} was trained with proxy {k}={(old.proxy or {}).get(k)!r}, this run "
                              f"has {k}={new[k]!r}; accuracies would not be comparable: use another --study NAME")
+        was_seeds = old.seeds if isinstance(old.seeds, int) and not isinstance(old.seeds, bool) else 1  # older: 1
+        if was_seeds != self.opts.seeds:
+            raise StudyError(f"study {self.name!r} was made with --seeds {was_seeds} (each candidate ranked by the "
+                             f"mean of {was_seeds} seed{'s' if was_seeds != 1 else ''}), this run has --seeds "
+                             f"{self.opts.seeds}; the values would not be comparable: rerun with --seeds {was_seeds}, "
+                             f"or use a new --study NAME")
 
     def _open_study(self, storage: Any, label: str, index: int, startup: int) -> optuna.Study:
         full = study_name(self.name, label)
@@ -274,7 +281,7 @@ class Search:
                            self.rep, lambda: self.interrupt.requested, self.interrupt.set_training)
         self.rep.start(RunInfo(self.name, self.url, self.space.name, self.budget, self.opts.trials, self.existing,
                                self.data.summary(), self.proxy.to_dict(), self.baselines,
-                               self.space.proxy_warnings(self.proxy)))
+                               self.space.proxy_warnings(self.proxy), self.opts.seeds))
         trained, rejects = 0, 0
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)

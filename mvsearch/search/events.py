@@ -13,6 +13,7 @@ from mvsearch.core.errors import StudyError
 from mvsearch.core.limits import MAX_SEED, MAX_THREADS, MAX_TRIALS, check_int
 from mvsearch.core.text import shorten
 from mvsearch.search.storage import check_name
+from mvsearch.search.trainings import MAX_SEEDS
 from mvsearch.search.tiers import PRUNERS, SAMPLERS
 from mvsearch.space.schema import SearchSpec
 
@@ -30,6 +31,7 @@ class RunOptions:
     storage: str | None = None  # default: sqlite:///studies/<study>.db
     data: str | None = None  # overrides the space's proxy.data
     seed: int = _SPACE.seed  # sampler and training seed
+    seeds: int = 1  # trainings per candidate, seeds seed..seed+seeds-1; its value is their mean accuracy
     sampler: str = _SPACE.sampler
     pruner: str = _SPACE.pruner
     device: str = "auto"
@@ -53,6 +55,10 @@ def check_options(opts: RunOptions) -> None:
     check_int(opts.trials, "--trials", 1, MAX_TRIALS, StudyError)
     if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed <= MAX_SEED:
         raise StudyError(f"--seed: must be an integer in 0..{MAX_SEED}, got {shorten(opts.seed)}")
+    check_int(opts.seeds, "--seeds", 1, MAX_SEEDS, StudyError, what="a number of seeds")
+    if opts.seed + opts.seeds - 1 > MAX_SEED:
+        raise StudyError(f"--seeds: seeds {opts.seed}..{opts.seed + opts.seeds - 1} go past the largest seed "
+                         f"{MAX_SEED}; lower --seed or --seeds")
     if opts.threads is not None:
         check_int(opts.threads, "--threads", 1, MAX_THREADS, StudyError)
     if opts.study_name is not None:
@@ -73,6 +79,7 @@ class RunInfo:
     proxy: dict[str, Any]
     baselines: list[str]  # presets enqueued by this run
     notes: list[str]  # warnings worth showing (collapsed stages, ...)
+    seeds: int = 1  # trainings per candidate (RunOptions.seeds)
 
 
 @dataclass
@@ -89,6 +96,7 @@ class TrialOutcome:
     wall_s: float
     summary: str  # architecture one-liner
     reason: str = ""  # rejection reason or error message
+    seed_accuracies: list[float] = field(default_factory=list)  # each finished seed's final accuracy
 
 
 class Reporter:
@@ -118,4 +126,5 @@ class RunSummary:
 
 
 
-__all__ = ["RunOptions", "RunInfo", "TrialOutcome", "Reporter", "RunSummary", "check_options", "DEVICES", "MAX_SEED"]
+__all__ = ["RunOptions", "RunInfo", "TrialOutcome", "Reporter", "RunSummary", "check_options", "DEVICES", "MAX_SEED",
+           "MAX_SEEDS"]

@@ -13,12 +13,27 @@ For each trial Optuna's ``study.optimize`` hands it:
 4. the :class:`~mvsearch.search.record.TrialRecord` fields are written as user attributes, and the
    final accuracy returned.
 
-Ctrl-C or SIGTERM while training marks the trial ``interrupted`` and re-raises (Optuna then marks it
-FAIL); a non-finite loss fails only that candidate.
+With ``--seeds K`` (``RunOptions.seeds``) step 3 trains the candidate K times, one after the other,
+with seeds ``seed..seed+K-1`` (``seed`` being the run's ``--seed``, the one a single training uses),
+on the same train/validation split, and the trial's value is the **mean** of the K final validation
+accuracies (``seed_accuracies`` holds each). Only the first seed reports its per-epoch accuracies to
+Optuna (``trial.report``), so the pruner decides on that seed's curve exactly as with one seed; the
+later seeds report nothing, and a trial pruned during the first seed trains no other. Baselines train
+with K seeds too, so a comparison with them is fair. ``accuracy_curve`` is the first seed's curve,
+``weights`` (with ``--save-weights``) its network; ``train_wall_s`` is the total training time of the
+K trainings and ``images_per_s`` the mean of their throughputs. ``val_samples`` stays the number of
+validation images: every seed is judged on the same images, so the Wilson interval of the mean keeps
+n = ``val_samples``. That is honest rather than cautious: averaging seeds removes part of the
+training noise, never the sampling noise of which images were held out.
+
+Ctrl-C or SIGTERM while training (any seed) marks the trial ``interrupted`` and re-raises (Optuna then
+marks it FAIL, and no mean of the seeds finished so far is stored as its value); a non-finite loss
+fails only that candidate.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -132,17 +147,21 @@ class Objective:
         rec.proxy_arch = proxy_arch(cfg, ctx.proxy, ctx.data.num_classes)
         self._write(trial, rec)
         ctx.reporter.trial_start(self._ref(trial), rec.tier, cfg, cost.flops, rec.preset)
-        model: list[Any] = []
-        last: dict[str, float] = {}
+        seeds = [ctx.opts.seed + i for i in range(ctx.opts.seeds)]
+        model: list[Any] = []  # the first seed's network (its weights are the ones saved)
+        last: dict[str, float] = {}  # the running training's latest epoch
+        done: list[Any] = []  # TrainResult of each finished seed
 
-        def on_epoch(stats: Any) -> None:
-            rec.accuracy_curve.append(float(stats.val_accuracy))
+        def on_epoch(stats: Any, first: bool, curve: list[float], ref: str) -> None:
+            """After each epoch of one seed's training; ``first``: the seed whose curve Optuna sees."""
+            curve.append(float(stats.val_accuracy))
             last.update(images_per_s=stats.images_per_s, wall_s=stats.wall_s)
             ctx.training(False)  # a Ctrl-C now waits: never abort a storage write halfway
             try:
-                trial.report(float(stats.val_accuracy), stats.epoch)
-                ctx.reporter.epoch(self._ref(trial), stats.epoch, float(stats.val_accuracy))
-                prune = rec.preset is None and stats.epoch < ctx.proxy.epochs and trial.should_prune()
+                if first:  # the pruner sees the first seed's curve only
+                    trial.report(float(stats.val_accuracy), stats.epoch)
+                ctx.reporter.epoch(ref, stats.epoch, float(stats.val_accuracy))
+                prune = first and rec.preset is None and stats.epoch < ctx.proxy.epochs and trial.should_prune()
             finally:
                 ctx.training(True)
             if ctx.stop_requested():
@@ -150,35 +169,54 @@ class Objective:
             if prune:
                 raise optuna.TrialPruned()
 
-        state, result = "COMPLETE", None
+        state, seed = "COMPLETE", seeds[0]
         if ctx.stop_requested():
             raise KeyboardInterrupt
-        ctx.training(True)
         try:
-            result = run_proxy(cfg, ctx.proxy, seed=ctx.opts.seed, device=ctx.opts.device, threads=ctx.opts.threads,
-                               data=ctx.data, split=ctx.split, callback=on_epoch, on_model=model.append).result
+            for i, seed in enumerate(seeds):
+                if i and ctx.stop_requested():  # a Ctrl-C between two seeds
+                    raise KeyboardInterrupt
+                curve = rec.accuracy_curve if i == 0 else []  # later seeds' curves are not stored
+                ref = self._ref(trial) if i == 0 else f"{self._ref(trial)} seed {seed}"
+                callback = functools.partial(on_epoch, first=i == 0, curve=curve, ref=ref)
+                ctx.training(True)
+                try:
+                    run = run_proxy(cfg, ctx.proxy, seed=seed, device=ctx.opts.device, threads=ctx.opts.threads,
+                                    data=ctx.data, split=ctx.split, callback=callback,
+                                    on_model=model.append if i == 0 else None)
+                finally:
+                    ctx.training(False)
+                done.append(run.result)
+                last.clear()
+                rec.seed_accuracies.append(curve[-1])
         except optuna.TrialPruned:
             state = "PRUNED"
         except NonFiniteLossError as exc:  # this candidate diverged; the search goes on
-            state, rec.error = "FAIL", str(exc)
+            state, rec.error = "FAIL", (f"seed {seed}: {exc}" if len(seeds) > 1 else str(exc))
         except KeyboardInterrupt:
             state, rec.interrupted = "FAIL", True
         finally:
             ctx.training(False)
-        rec.images_per_s = result.images_per_s if result else last.get("images_per_s")
-        rec.train_wall_s = result.wall_s if result else last.get("wall_s")
+        speeds = [r.images_per_s for r in done] + ([last["images_per_s"]] if last else [])
+        walls = [r.wall_s for r in done] + ([last["wall_s"]] if last else [])
+        rec.images_per_s = sum(speeds) / len(speeds) if speeds else None  # mean over the seeds
+        rec.train_wall_s = sum(walls) if walls else None  # total over the seeds
         if ctx.opts.save_weights and state in ("COMPLETE", "PRUNED") and model:
             path = weights_dir(ctx.url, ctx.name) / f"trial_{self.label}_{trial.number}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
             save_state_dict(model[0], path)
             rec.weights = str(path)
         rec.wall_s = time.perf_counter() - t0
-        self._write(trial, rec, "accuracy_curve", "images_per_s", "train_wall_s", "weights", "wall_s", "error",
-                    "interrupted")
-        acc = rec.accuracy_curve[-1] if rec.accuracy_curve else None
+        self._write(trial, rec, "accuracy_curve", "seed_accuracies", "images_per_s", "train_wall_s", "weights",
+                    "wall_s", "error", "interrupted")
+        if state == "COMPLETE":  # every seed finished: their mean is the trial's value
+            acc = sum(rec.seed_accuracies) / len(rec.seed_accuracies)
+        else:  # the last accuracy the pruner saw (or the first seed's, when a later one stopped)
+            acc = rec.accuracy_curve[-1] if rec.accuracy_curve else None
         self.outcome = TrialOutcome(self._ref(trial), state, rec.tier, rec.baseline, rec.preset, acc,
                                     len(rec.accuracy_curve), cost.flops, cost.params, rec.wall_s, cfg.summary(),
-                                    rec.error or ("interrupted" if rec.interrupted else ""))
+                                    rec.error or ("interrupted" if rec.interrupted else ""),
+                                    list(rec.seed_accuracies))
         if rec.interrupted:
             raise KeyboardInterrupt
         if state == "PRUNED":
