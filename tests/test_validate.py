@@ -139,7 +139,20 @@ def test_validate_retrains_the_chosen_models_with_their_seeds_and_compares_them_
     assert again["run"]["trained"] == 0 and again["models"] == models and again["versus"] == out["versus"]
     # the search's own commands still see only the search's trials
     r = cli("trials", "--study", "s", "--storage", study, "--format", "json")
-    assert r.exit_code == 0 and all(not t["trial"].startswith("validate") for t in json.loads(r.stdout))
+    rows = json.loads(r.stdout)
+    assert r.exit_code == 0 and all(not t["trial"].startswith("validate") for t in rows)
+    # ... and trials shows each one's validated accuracy beside its proxy accuracy
+    by_ref = {m["ref"]: m for m in models}
+    for t in rows:
+        m = by_ref.get(t["trial"])
+        assert t["validated"] == (m["validated_accuracy"] if m else None), t["trial"]
+        if m:
+            assert [t["validated_lo"], t["validated_hi"]] == pytest.approx(m["validated_interval"])
+            assert t["validated_accuracies"] == m["validated_accuracies"] and t["validated_val_samples"] == 128
+    r = cli("trials", "--study", "s", "--storage", study, "--sort", "validated")
+    head, first = r.stdout.splitlines()[1:3]
+    assert "validated" in head.split()
+    assert by_ref[first.split()[0]]["validated_accuracy"] == max(m["validated_accuracy"] for m in models)
 
 
 def test_the_text_output_says_the_verdicts_and_the_rank_agreement(study):

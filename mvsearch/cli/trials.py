@@ -4,7 +4,9 @@ Each accuracy carries its 95% Wilson interval on the trial's validation images: 
 the table, ``accuracy_lo`` / ``accuracy_hi`` beside ``val_samples`` in CSV and JSON. A trial of
 ``run --seeds K`` has the mean of its K final accuracies as its accuracy and each of them in
 ``seed_accuracies`` (a JSON list in CSV and JSON); the table then adds a ``seeds`` column, the
-number of seeds and their spread.
+number of seeds and their spread. A trial that ``mvsearch validate`` retrained has its validated
+accuracy (the mean of the longer training's seeds, under the latest validation setting) in
+``validated`` with its interval, and the table shows a ``validated`` column.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from mvsearch.core.units import format_count, format_flops
 
 
 COLUMNS = ["trial", "study", "number", "state", "tier", "accuracy", "accuracy_lo", "accuracy_hi", "val_samples",
-           "seed_accuracies", "flops", "params", "thop_macs", "activations", "epochs", "baseline", "preset",
+           "seed_accuracies", "validated", "validated_lo", "validated_hi", "validated_val_samples",
+           "validated_accuracies", "flops", "params", "thop_macs", "activations", "epochs", "baseline", "preset",
            "over_budget", "duration_s", "arch"]
 
 
@@ -58,13 +61,21 @@ def trials_frame(search, *, include_rejected: bool = False):
     ``accuracy_hi`` bound the accuracy's 95% Wilson interval on ``val_samples`` images (empty without them)."""
     import pandas as pd
 
+    from mvsearch.search.validate import validated
+
+    vals = validated(search)
     rows = []
     for r in search.records(include_rejected=include_rejected):
         lo, hi = wilson(r.accuracy, r.val_samples) if measured(r.accuracy, r.val_samples) else (None, None)
+        v = vals.get(r.ref)
+        v_lo, v_hi = wilson(v.accuracy, v.val_samples) if v and measured(v.accuracy, v.val_samples) else (None, None)
         rows.append({
             "trial": r.ref, "study": r.study, "number": r.number, "state": "REJECTED" if r.over_budget else r.state, "tier": r.tier,
             "accuracy": r.accuracy, "accuracy_lo": lo, "accuracy_hi": hi, "val_samples": r.val_samples,
             "seed_accuracies": list(r.seed_accuracies),
+            "validated": v.accuracy if v else None, "validated_lo": v_lo, "validated_hi": v_hi,
+            "validated_val_samples": v.val_samples if v else None,
+            "validated_accuracies": list(v.accuracies) if v else [],
             "flops": r.flops, "params": r.params, "thop_macs": r.thop_macs,
             "activations": r.activations, "epochs": len(r.intermediate), "baseline": r.baseline,
             "preset": r.preset, "over_budget": r.over_budget, "duration_s": r.duration_s,
@@ -76,14 +87,16 @@ def trials_frame(search, *, include_rejected: bool = False):
                 row[k] = printable(row[k])
     df = pd.DataFrame(rows, columns=COLUMNS + ["summary"])
     return df.astype({"flops": "Int64", "params": "Int64", "thop_macs": "Int64", "activations": "Int64",
-                      "val_samples": "Int64", "accuracy_lo": "float64", "accuracy_hi": "float64"})
+                      "val_samples": "Int64", "accuracy_lo": "float64", "accuracy_hi": "float64",
+                      "validated": "float64", "validated_lo": "float64", "validated_hi": "float64",
+                      "validated_val_samples": "Int64"})
 
 
 @click.command()
 @click.option("--study", "study_name", help="Study name (default: the only study in studies/).")
 @click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--sort", type=click.Choice(["number", "accuracy", "flops", "params"]), default="number",
+@click.option("--sort", type=click.Choice(["number", "accuracy", "validated", "flops", "params"]), default="number",
               show_default=True, help="Order of the rows (accuracy: best first).")
 @click.option("--rejected", is_flag=True, help="Also list candidates the budget gate rejected (never trained).")
 def command(study_name, storage, fmt, sort, rejected):
@@ -95,14 +108,15 @@ def command(study_name, storage, fmt, sort, rejected):
     import pandas as pd
 
     if sort != "number":
-        df = df.sort_values(sort, ascending=(sort != "accuracy"), na_position="last", kind="stable")
+        df = df.sort_values(sort, ascending=sort not in ("accuracy", "validated"), na_position="last", kind="stable")
     if fmt == "json":
         out = df[COLUMNS].astype(object).where(df[COLUMNS].notna(), None).to_dict(orient="records")
         sys.stdout.write(json.dumps(out) + "\n")
         return
     flat = df.drop(columns=["arch"]).rename(columns={"summary": "arch"})
     if fmt == "csv":
-        out = flat.assign(seed_accuracies=[json.dumps(v) for v in flat["seed_accuracies"]])
+        out = flat.assign(seed_accuracies=[json.dumps(v) for v in flat["seed_accuracies"]],
+                          validated_accuracies=[json.dumps(v) for v in flat["validated_accuracies"]])
         echo(out.to_csv(index=False), nl=False)
         return
     if flat.empty:
@@ -118,7 +132,12 @@ def command(study_name, storage, fmt, sort, rejected):
     show["arch"] = [f"{p} (baseline)" if b else a for a, b, p in zip(flat["arch"], flat["baseline"], flat["preset"])]
     if any(len(v) > 1 for v in flat["seed_accuracies"]):  # run --seeds K: how many, and their spread
         show.insert(show.columns.get_loc("accuracy") + 1, "seeds", [_seeds_cell(v) for v in flat["seed_accuracies"]])
-    order = {"number": "tier, then trial number", "accuracy": "accuracy, best first", "flops": "FLOPs, cheapest first",
+    if flat["validated"].notna().any():  # mvsearch validate: the longer training's mean accuracy
+        at = show.columns.get_loc("flops")
+        show.insert(at, "validated", [accuracy_text(None if pd.isna(a) else a, None if pd.isna(n) else int(n))
+                                      for a, n in zip(flat["validated"], flat["validated_val_samples"])])
+    order = {"number": "tier, then trial number", "accuracy": "accuracy, best first",
+             "validated": "validated accuracy, best first (then the unvalidated)", "flops": "FLOPs, cheapest first",
              "params": "params, smallest first"}[sort]
     echo(f"{len(show)} trials of study {search.name}, sorted by {order}"
          + ("" if rejected else "; budget rejections left out (--rejected lists them)"))
