@@ -67,3 +67,15 @@ def test_run_proxy_trains_the_proxy_net_on_the_data():
     assert run.model.classifier[-1].out_features == 3
     assert len(run.split.val_y) == 24 and run.result.train_samples == 72
     assert run.warnings and run.warnings[0].startswith("layer5")  # 32 px collapses layer5
+
+
+def test_a_validation_split_too_small_for_1_5_points_is_said_with_its_fix_or_why_the_data_cannot():
+    from mvsearch.core.interval import half_width
+    from mvsearch.proxy.settings import VAL_FOR_1_5_POINTS, ProxySettings, interval_note
+
+    assert half_width(0.75, VAL_FOR_1_5_POINTS) == pytest.approx(0.0153, abs=5e-4)  # about ±1.5 points
+    assert interval_note(ProxySettings(train_samples=1024, val_samples=VAL_FOR_1_5_POINTS), 60_000) is None
+    small = interval_note(ProxySettings(train_samples=1024, val_samples=512), 60_000)
+    assert "±3.7 points" in small and "val_samples 3,072 keeps it within about ±1.5" in small
+    tight = interval_note(ProxySettings(train_samples=256, val_samples=128), 512)
+    assert "±7.4 points" in tight and "the data has 512 training images, too few" in tight

@@ -197,6 +197,28 @@ def test_callback_sees_every_epoch_and_can_stop(split):
     assert r.val_accuracy == seen[-1].val_accuracy
 
 
+def test_epochs_before_the_last_are_judged_on_a_fixed_stratified_subset_and_the_last_on_all(split):
+    from mvsearch.proxy.evaluate import evaluate
+
+    seen: list[EpochStats] = []
+    model = build_model(tiny_arch())
+    r = train(model, split, cfg(epochs=3, epoch_val=16), callback=seen.append)
+    assert [e.val_samples for e in seen] == [16, 16, len(split.val_y)] == [16, 16, 64]
+    assert r.val_samples == 64
+    # the last epoch's accuracy is the whole split's (BatchNorm as recalibrated before it)
+    acc, _ = evaluate(model, split.val_x, split.val_y, device="cpu")
+    assert r.val_accuracy == pytest.approx(acc)
+    assert all(abs(e.val_accuracy * 16 - round(e.val_accuracy * 16)) < 1e-9 for e in seen[:2])  # k of 16
+    # the subset is stratified: 4 of each of the 4 classes (16 images), the same for every seed
+    from mvsearch.data.split import stratified
+
+    pick = stratified(split.val_y, 16, torch.Generator().manual_seed(0))
+    assert torch.bincount(split.val_y[pick], minlength=4).tolist() == [4, 4, 4, 4]
+    seen0: list[EpochStats] = []
+    train(tiny_arch(), split, cfg(epochs=2, epoch_val=0), callback=seen0.append)
+    assert [e.val_samples for e in seen0] == [64, 64]  # 0: every epoch on all of it
+
+
 def test_exceptions_from_the_callback_propagate_unchanged(split):
     optuna = pytest.importorskip("optuna")
 
@@ -219,7 +241,8 @@ def test_nan_loss_raises_a_dedicated_error(split):
                                     ({"lr": -1.0}, "lr: must be a finite number"),
                                     ({"label_smoothing": 1.0}, r"label_smoothing: must be in \[0, 1\)"),
                                     ({"device": "tpu"}, "device: must be auto, cpu or cuda"),
-                                    ({"hold_memory": "yes"}, "hold_memory: must be true or false")])
+                                    ({"hold_memory": "yes"}, "hold_memory: must be true or false"),
+                                    ({"epoch_val": -1}, "epoch_val: must be a non-negative integer")])
 def test_bad_train_config_is_refused(kw, msg):
     with pytest.raises(TrainError, match=msg):
         cfg(**kw)

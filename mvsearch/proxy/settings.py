@@ -74,6 +74,29 @@ class ProxySettings:
         return cls(**dict(data))
 
 
+#: validation images that keep an accuracy near 75% within about ±1.5 points (95% Wilson interval)
+VAL_FOR_1_5_POINTS = 3072
+
+
+def interval_note(proxy: ProxySettings, train_images: int) -> str | None:
+    """A line when the validation split leaves a typical accuracy (75%) a 95% interval wider than about
+    ±1.5 points, naming the fix, or why the data cannot take it (``train_images``: its training set)."""
+    from mvsearch.core.interval import half_width
+
+    n = proxy.val_samples
+    if n >= VAL_FOR_1_5_POINTS or half_width(0.75, n) <= 0.016:
+        return None
+    used = proxy.train_samples if proxy.train_samples is not None else 1  # "all": the rest, at least one
+    room = train_images - used
+    say = (f"val_samples {n:,}: an accuracy near 75% carries a 95% interval of ±{100 * half_width(0.75, n):.1f} points, "
+           f"so trials closer than that are not told apart; ")
+    if room >= VAL_FOR_1_5_POINTS:
+        return say + f"val_samples {VAL_FOR_1_5_POINTS:,} keeps it within about ±1.5 (validation is forward-only)"
+    beside = f" beside {used:,} training images" if proxy.train_samples is not None else ""
+    return say + (f"the data has {train_images:,} training images, too few for the {VAL_FOR_1_5_POINTS:,} validation "
+                  f"images that would keep it within ±1.5{beside}")
+
+
 def proxy_arch(cfg: ArchConfig, proxy: ProxySettings, num_classes: int) -> ArchConfig:
     """The network actually trained: ``cfg`` with the proxy's stem stride and the data's classes."""
     return dataclasses.replace(cfg, stem_stride=proxy.stem_stride, num_classes=num_classes)

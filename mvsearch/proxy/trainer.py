@@ -9,7 +9,10 @@ DataLoader: the tensors already sit in memory. On CUDA: bf16 autocast and option
 (:mod:`mvsearch.core.allocator`), so a step does not page-fault in what the last one freed.
 
 After every epoch BatchNorm statistics are re-estimated on a fixed subset of training images and
-the validation split is evaluated (:mod:`mvsearch.proxy.evaluate`), then ``callback(EpochStats)``
+the validation split is evaluated (:mod:`mvsearch.proxy.evaluate`): the last epoch on all of it, the
+earlier ones (whose accuracies only feed a pruner) on a fixed stratified subset of ``epoch_val``
+images, so a large validation split, which narrows the final accuracy's interval, costs one full
+pass per training rather than one per epoch; then ``callback(EpochStats)``
 is called; returning True stops training early (``stopped=True``), and an exception raised inside
 it (e.g. Optuna's ``TrialPruned``) propagates unchanged. Same seed, same thread count -> same
 result on CPU. A NaN or infinite loss raises :class:`~mvsearch.core.errors.NonFiniteLossError`.
@@ -32,7 +35,7 @@ from mvsearch.core.errors import NonFiniteLossError, TrainError
 from mvsearch.core.limits import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_THREADS, check_int
 from mvsearch.core.text import shorten
 from mvsearch.core.runtime import autocast, cpu_threads, resolve_device
-from mvsearch.data.split import ProxySplit
+from mvsearch.data.split import ProxySplit, stratified
 # bench/ and tests/test_cli_run.py still import augment, compact, crop_padding and evaluate from here
 from mvsearch.proxy.augment import augment, compact, crop_padding
 from mvsearch.proxy.evaluate import evaluate, recalibrate_bn
@@ -59,6 +62,8 @@ class TrainConfig:
     nan_check_every: int = 20  # steps between finiteness checks on CUDA (every step on CPU)
     bn_calibration: int = 512  # training images that re-estimate BatchNorm statistics before each
     # validation (0: keep the running averages; see recalibrate_bn)
+    epoch_val: int = 512  # validation images of every epoch but the last (what a pruner sees): a fixed
+    # stratified subset of the validation split; the last epoch is always judged on all of it (0: all)
     hold_memory: bool = True  # on CPU, keep freed memory in the process while training (glibc; see
     # mvsearch.core.allocator): no page faults re-touching each step's activations
 
@@ -66,8 +71,10 @@ class TrainConfig:
         for name in ("compile", "channels_last", "amp", "hold_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise TrainError(f"{name}: must be true or false, got {getattr(self, name)!r}")
-        if isinstance(self.bn_calibration, bool) or not isinstance(self.bn_calibration, int) or self.bn_calibration < 0:
-            raise TrainError(f"bn_calibration: must be a non-negative integer, got {self.bn_calibration!r}")
+        for name in ("bn_calibration", "epoch_val"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise TrainError(f"{name}: must be a non-negative integer, got {v!r}")
         for name, bound in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH), ("eval_batch_size", MAX_BATCH),
                             ("nan_check_every", MAX_EPOCHS)):
             v = getattr(self, name)
@@ -108,6 +115,7 @@ class EpochStats:
     images_per_s: float  # training throughput of this epoch (excludes validation)
     lr: float = 0.0  # learning rate at the end of the epoch
     wall_s: float = 0.0  # seconds since training started
+    val_samples: int = 0  # validation images behind val_accuracy (a subset before the last epoch)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,6 +220,10 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
     val_x, val_y = compact(split.val_x), split.val_y
     if device.type == "cuda":
         val_x, val_y = val_x.to(device), val_y.to(device)
+    # the epochs before the last are judged on a fixed stratified subset of the validation split (the
+    # same for every seed and trial): they only feed a pruner, and a large split costs a full pass each
+    early = stratified(val_y.cpu(), cfg.epoch_val, torch.Generator().manual_seed(0)).to(val_y.device) \
+        if 0 < cfg.epoch_val < len(val_y) else slice(None)
     res = x.shape[-1]
     pad = crop_padding(cfg, res)
     n = len(y)
@@ -269,12 +281,13 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
             train_seconds += dt
             recalibrate_bn(net, calib, batch_size=cfg.batch_size, device=device,
                            channels_last=cfg.channels_last, amp=cfg.amp)
-            acc, vloss = evaluate(net, val_x, val_y, batch_size=cfg.eval_batch_size, device=device,
+            vx, vy = (val_x, val_y) if epoch == cfg.epochs else (val_x[early], val_y[early])
+            acc, vloss = evaluate(net, vx, vy, batch_size=cfg.eval_batch_size, device=device,
                                   channels_last=cfg.channels_last, amp=cfg.amp)
             stats = EpochStats(epoch=epoch, val_accuracy=acc, val_loss=vloss,
                                train_loss=float(loss_sum) / steps_per_epoch,
                                images_per_s=steps_per_epoch * bs / dt if dt > 0 else 0.0,
-                               lr=lr, wall_s=time.perf_counter() - t_start)
+                               lr=lr, wall_s=time.perf_counter() - t_start, val_samples=len(vy))
             epochs.append(stats)
             if bar is not None:
                 bar.set_postfix(epoch=epoch, val_acc=f"{acc:.4f}", loss=f"{stats.train_loss:.3f}")

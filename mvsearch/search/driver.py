@@ -37,6 +37,7 @@ from mvsearch.budget import Budget, check_reachable
 from mvsearch.core.errors import MvsearchError, NonFiniteLossError, StudyError
 from mvsearch.core.runtime import cpu_threads, resolve_device
 from mvsearch.cost.analytic import analytic_cost
+from mvsearch.proxy.settings import interval_note
 from mvsearch.search.events import Reporter, RunInfo, RunOptions, RunSummary, check_options
 from mvsearch.search.interrupt import Interrupt
 from mvsearch.search.objective import Context, Objective
@@ -93,6 +94,11 @@ class Search:
                                   d, train_samples=self.proxy.train_samples, val_samples=self.proxy.val_samples,
                                   seed=SPLIT_SEED)))
         self.split = split[0]
+
+    def _notes(self) -> list[str]:
+        """The proxy's warnings: collapsed attention stages, a validation split too small for ±1.5 points."""
+        note = interval_note(self.proxy, len(self.data.train_y))
+        return self.space.proxy_warnings(self.proxy) + ([note] if note else [])
 
     def _info(self, label: str) -> StudyRecord:
         b, s, o = self.budget, self.space, self.opts
@@ -281,7 +287,7 @@ class Search:
                            self.rep, lambda: self.interrupt.requested, self.interrupt.set_training)
         self.rep.start(RunInfo(self.name, self.url, self.space.name, self.budget, self.opts.trials, self.existing,
                                self.data.summary(), self.proxy.to_dict(), self.baselines,
-                               self.space.proxy_warnings(self.proxy), self.opts.seeds))
+                               self._notes(), self.opts.seeds))
         trained, rejects = 0, 0
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -26,6 +26,10 @@ validation images: every seed is judged on the same images, so the Wilson interv
 n = ``val_samples``. That is honest rather than cautious: averaging seeds removes part of the
 training noise, never the sampling noise of which images were held out.
 
+The epochs before the last are judged on a fixed stratified subset of the validation split
+(``TrainConfig.epoch_val`` images: they only feed the pruner); the final accuracy on all of it. A
+pruned trial's accuracy is the last one the pruner saw, so its ``val_samples`` is that subset's size.
+
 Ctrl-C or SIGTERM while training (any seed) marks the trial ``interrupted`` and re-raises (Optuna then
 marks it FAIL, and no mean of the seeds finished so far is stored as its value); a non-finite loss
 fails only that candidate.
@@ -151,11 +155,14 @@ class Objective:
         model: list[Any] = []  # the first seed's network (its weights are the ones saved)
         last: dict[str, float] = {}  # the running training's latest epoch
         done: list[Any] = []  # TrainResult of each finished seed
+        shown = [rec.val_samples]  # validation images behind the first seed's latest accuracy
 
         def on_epoch(stats: Any, first: bool, curve: list[float], ref: str) -> None:
             """After each epoch of one seed's training; ``first``: the seed whose curve Optuna sees."""
             curve.append(float(stats.val_accuracy))
             last.update(images_per_s=stats.images_per_s, wall_s=stats.wall_s)
+            if first:
+                shown[0] = stats.val_samples or shown[0]
             ctx.training(False)  # a Ctrl-C now waits: never abort a storage write halfway
             try:
                 if first:  # the pruner sees the first seed's curve only
@@ -207,8 +214,10 @@ class Objective:
             save_state_dict(model[0], path)
             rec.weights = str(path)
         rec.wall_s = time.perf_counter() - t0
+        if state != "COMPLETE":  # its accuracy is the last the pruner saw: on the epochs' validation subset
+            rec.val_samples = shown[0]
         self._write(trial, rec, "accuracy_curve", "seed_accuracies", "images_per_s", "train_wall_s", "weights",
-                    "wall_s", "error", "interrupted")
+                    "wall_s", "error", "interrupted", "val_samples")
         if state == "COMPLETE":  # every seed finished: their mean is the trial's value
             acc = sum(rec.seed_accuracies) / len(rec.seed_accuracies)
         else:  # the last accuracy the pruner saw (or the first seed's, when a later one stopped)

@@ -64,7 +64,8 @@ class TrialRecord:
     reject_reason: str | None = None  # why, e.g. "1.62G FLOPs > budget 1.5G"
     screened_out: int | None = None  # uniform draws screened out before this start-up candidate
     accuracy_curve: list[float] = field(default_factory=list)  # validation accuracy after each epoch
-    val_samples: int | None = None  # validation images behind each accuracy
+    val_samples: int | None = None  # validation images behind the accuracy (a pruned trial's: the
+    #   epochs' subset, TrainConfig.epoch_val, which judged its last reported accuracy)
     images_per_s: float | None = None  # training throughput
     train_wall_s: float | None = None  # training time (s)
     wall_s: float | None = None  # the whole trial's wall time (s)
