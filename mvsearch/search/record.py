@@ -80,6 +80,7 @@ class TrialRecord:
     retry_of: int | None = None  # number of the failed trial (worker died) this one retries
     mvsearch_version: str | None = None
     point: str | None = None  # a planned training's point (mvsearch.search.trainings.point_key)
+    peak_rss: int | None = None  # peak resident memory (bytes) of the process while this trial trained
     seed_accuracies: list[float] = field(default_factory=list)  # run --seeds K: each seed's final accuracy
     #   (seeds seed..seed+K-1); the trial's value (accuracy) is their mean
 
