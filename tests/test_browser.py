@@ -491,3 +491,54 @@ def test_the_fidelity_page_renders_scatters_and_tau_against_cost_offline(browser
     assert browser.eval("document.querySelectorAll('table.settings tbody tr').length") == 3
     _no_overlaps(browser)
     assert browser.screenshot(tmp_path / "fidelity.png").stat().st_size > 10_000
+
+
+def _validated(name: str, storage: str, k: int = 4) -> dict[str, float]:
+    """Add ``NAME@validate`` to a study: the ``k`` most accurate completed trials and the baselines
+    retrained (2 seeds each, 2,048 validation images), as `mvsearch validate` stores them; ref -> mean."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from mvsearch.proxy.settings import ProxySettings
+    from mvsearch.search.record import StudyRecord, TrialRecord
+    from mvsearch.search.storage import open_search
+    from mvsearch.search.trainings import point_key
+
+    setting = ProxySettings(data="synthetic:10", resolution=32, epochs=8, train_samples=4096, val_samples=2048)
+    search = open_search(name, storage)
+    done = sorted((r for r in search.records() if r.state == "COMPLETE" and r.accuracy is not None),
+                  key=lambda r: -r.accuracy)
+    chosen = [r for r in done if not r.baseline][:k] + [r for r in done if r.baseline]
+    v = optuna.create_study(study_name=f"{name}@validate", storage=storage, direction="maximize")
+    for key, val in StudyRecord(search=name, tier="validate", proxy=setting.to_dict(),
+                                validate={"proxy": setting.to_dict(), "seeds": 2, "top": k}).to_attrs().items():
+        v.set_user_attr(key, val)
+    means = {}
+    for i, r in enumerate(chosen):
+        accs = [0.80 + 0.01 * ((i * 7) % 5), 0.81 + 0.01 * ((i * 3) % 4)]  # another order than the proxy's
+        for seed, acc in enumerate(accs):
+            rec = TrialRecord(point=point_key(r.arch, r.resolution[0], setting), seed=seed, val_samples=2048)
+            v.add_trial(create_trial(state=TrialState.COMPLETE, value=acc,
+                                     user_attrs=rec.to_attrs("point", "seed", "val_samples")))
+        means[r.ref] = sum(accs) / 2
+    return means
+
+
+def test_a_report_by_validated_accuracy_renders_the_validation_section_offline(browser, tmp_path):
+    name, storage = make_study(tmp_path, "val")
+    means = _validated(name, storage)
+    path, rep = write_report(name, storage, tmp_path / "validated.html", by="validated")
+    plots = _visit(browser, path)
+    _clean(browser)
+    searched = sum(1 for ref in means if ref not in ("0", "1"))  # trials 0 and 1 are the baselines
+    assert _drawn(plots["pareto-flops"], "completed") == searched  # only validated trials are plotted
+    assert _drawn(plots["pareto-flops"], "paper presets") == 2
+    assert _bars(plots["pareto-flops"], "completed") == searched  # each with its 95% interval
+    rows = browser.eval("document.querySelectorAll('table.validated tbody tr').length")
+    assert rows == len(means)
+    titles = browser.eval("Array.from(document.querySelectorAll('section h2')).map(h => h.textContent)")
+    assert "Validation: the winners retrained longer" in titles
+    assert "Pareto front: validated accuracy vs FLOPs" in titles
+    text = browser.eval("document.querySelector('#validation').textContent")
+    assert "mobilevit_xs" in text and "Kendall tau" in text
+    _no_overlaps(browser)

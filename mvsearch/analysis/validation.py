@@ -68,6 +68,8 @@ class Comparison:
     def shown(self) -> str:
         if self.gain_points is None:
             return self.verdict
+        if self.gain_interval is None:
+            return f"{self.gain_points:+.1f} pts: {self.verdict}"
         lo, hi = self.gain_interval
         return f"{self.gain_points:+.1f} pts [{lo:+.1f}, {hi:+.1f}]: {self.verdict}"
 

@@ -25,8 +25,7 @@ AXES = {
 
 
 Y_AXES = {"accuracy": Axis("accuracy", "proxy validation accuracy", "fraction"),
-          "validated": Axis("validated", "validated accuracy (mvsearch validate: longer training, mean of seeds)",
-                            "fraction")}
+          "validated": Axis("validated", "validated accuracy (mean of seeds)", "fraction")}
 
 
 def check_axis(name: str, axes: dict[str, Axis] = AXES, option: str = "--x") -> Axis:
