@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from mvsearch.cli import jobs as parallel
 from mvsearch.cli.options import echo, print_json, quiet_trial_failures
 from mvsearch.cli.progress import TrainingPrinter
 
@@ -39,8 +40,11 @@ from mvsearch.cli.progress import TrainingPrinter
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (tau, rho, baselines, costs, verdict).")
 @click.option("-o", "--output", "page", help="Write the study's page (offline HTML) here.")
 @click.option("--force", is_flag=True, help="Overwrite an existing page that mvsearch did not write.")
-def command(space_ref, budget, tiers, archs, reference_text, proxy_texts, seeds, reference_seeds, data, plan_seed,
-            fidelity_name, storage, device, threads, timeout, resamples, dry_run, as_json, page, force):
+@parallel.jobs_options
+@click.pass_context
+def command(ctx, space_ref, budget, tiers, archs, reference_text, proxy_texts, seeds, reference_seeds, data, plan_seed,
+            fidelity_name, storage, device, threads, timeout, resamples, dry_run, as_json, page, force, jobs,
+            worker_of):
     """Train N architectures under a long reference and short proxies; say which proxy ranks them as the
     reference does (Kendall tau, Spearman rho, with intervals) and whether it beats counting FLOPs."""
     from mvsearch.budget import check_reachable, parse_budget
@@ -88,11 +92,12 @@ def command(space_ref, budget, tiers, archs, reference_text, proxy_texts, seeds,
 
     study = fd.FidelityStudy(the_plan, space, opts, TrainingPrinter(_entry_label, wall_digits=1))
     study.prepare()
-    if not as_json:
+    if not as_json and not parallel.is_worker(ctx):
         for line in _plan_lines(the_plan, space):
             echo(line)
     study.open()
-    summary = study.run()
+    summary = parallel.train(ctx, study)  # --jobs N: N workers train it; a worker ends here
+    parallel.stop_if_worker(ctx, summary)
     report = fr.build(the_plan, study.results(), train_images={st.text: study.train_images(st.proxy)
                                                                for st in the_plan.settings},
                       resamples=resamples, name=opts.name, url=study.url)
@@ -109,6 +114,7 @@ def command(space_ref, budget, tiers, archs, reference_text, proxy_texts, seeds,
             echo(line)
         if path is not None:
             echo(f"page: {path}")
+    parallel.finish(ctx, summary)
     if summary.interrupted:
         raise KeyboardInterrupt
 

@@ -6,6 +6,7 @@ import warnings
 
 import click
 
+from mvsearch.cli.jobs import jobs_options
 from mvsearch.cli.options import echo, quiet_trial_failures
 from mvsearch.cli.progress import Printer, closing_table
 from mvsearch.core.units import parse_duration
@@ -42,9 +43,11 @@ from mvsearch.budget import parse_budget
 @click.option("--save-weights/--no-save-weights", default=None, help="Save each trained proxy network under "
               "studies/<study>-weights/ (default: the space's search.save_weights).")
 @click.option("--measure-latency", is_flag=True, help="Measure each completed trial's batch-1 latency.")
+@jobs_options
 @click.pass_context
 def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_name, storage, data, seed, seeds,
-            sampler, pruner, device, threads, no_baselines, with_baselines, save_weights, measure_latency):
+            sampler, pruner, device, threads, no_baselines, with_baselines, save_weights, measure_latency, jobs,
+            worker_of):
     """Search architectures under a budget: sample, gate on FLOPs, train the proxy, prune, record."""
     import optuna
 
@@ -71,19 +74,31 @@ def command(ctx, space_ref, budget, tiers, max_params, trials, timeout, study_na
         with_baselines=with_baselines and not no_baselines, budget_baselines=s.baselines and not no_baselines,
         save_weights=s.save_weights if save_weights is None else save_weights, threads=threads,
     )
+    if worker_of is None and jobs != 1:  # --jobs N: start N workers, print their summary (cli/jobs.py)
+        from mvsearch.cli.jobs import run_parent
+
+        if run_parent(ctx, space, b, opts, jobs, timeout=timeout):
+            return
     from mvsearch.latency.study import latency_callback
     from mvsearch.search.storage import default_storage
 
     url = opts.storage or default_storage(opts.study_name or space.name)
     callbacks = [latency_callback(url, threads=opts.threads)] if measure_latency else []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    printer = Printer(opts.trials)
+    if worker_of is None:
+        printer = Printer(opts.trials)
+    else:  # a worker of --jobs: its trials' lines only (the parent prints the header and the table)
+        from mvsearch.cli.jobs import WorkerPrinter
+
+        printer = WorkerPrinter(opts.trials)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
             summary = run_search(space, b, opts, printer, callbacks=callbacks)
     finally:
         printer.close()
+    if worker_of is not None:
+        ctx.exit(130 if summary.interrupted else 0)
     from mvsearch.search.storage import open_search
 
     closing_table(open_search(summary.study_name, summary.storage), summary)

@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from mvsearch.cli import jobs as parallel
 from mvsearch.cli.options import echo, print_json, quiet_trial_failures
 from mvsearch.cli.progress import TrainingPrinter
 from mvsearch.core.errors import StudyError
@@ -108,10 +109,12 @@ def parse_targets(flops: str, points: int | None, base_flops: int) -> list[int]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ladder and fit per family).")
 @click.option("-o", "--output", "page", help="Write the study's page (offline HTML) here.")
 @click.option("--force", is_flag=True, help="Overwrite an existing page that mvsearch did not write.")
-def command(preset, config_path, trial, best, study_name, storage, families, flops, points, multipliers, alpha,
+@parallel.jobs_options
+@click.pass_context
+def command(ctx, preset, config_path, trial, best, study_name, storage, families, flops, points, multipliers, alpha,
             compound_abg, resolution, with_presets, space_ref, data, epochs, train_samples, val_samples, seeds,
             device, threads, timeout, scale_name, holdout, predict_at, target_error, resamples, measure_latency,
-            dry_run, as_json, page, force):
+            dry_run, as_json, page, force, jobs, worker_of):
     """Grow and shrink a network along scaling families, train each ladder point, fit error = a*FLOPs^-b + c."""
     import dataclasses
 
@@ -197,11 +200,11 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
     if grid_search:  # EfficientNet's step 1: the grid at phi = 1, trained as part of the same study
         gstudy = sc.ScaleStudy(base, grid, proxy, opts, events)
         gstudy.prepare()
-        if not as_json:
+        if not as_json and not parallel.is_worker(ctx):
             for line in ladder_lines:
                 echo(line)
         gstudy.open()
-        gsum = gstudy.run()
+        gsum = parallel.train(ctx, gstudy, plan=rungs + grid)  # --jobs N: the workers run the whole command
         chosen = sc.best_grid_point(grid, gstudy.results())
         if gsum.interrupted or chosen is None:
             if chosen is None and not gsum.interrupted:
@@ -211,20 +214,22 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
         g_best, g_acc = chosen
         ga, gb, gg = g_best.factors
         fam_params["compound"] = {"alpha": ga, "beta": gb, "gamma": gg}
-        echo(f"compound: the grid at phi = 1 chose alpha={ga:.3f} beta={gb:.2f} gamma={gg:.2f} "
-             f"(mean accuracy {g_acc:.4f}, {format_flops(g_best.flops)})", err=True)
+        if not parallel.is_worker(ctx):
+            echo(f"compound: the grid at phi = 1 chose alpha={ga:.3f} beta={gb:.2f} gamma={gg:.2f} "
+                 f"(mean accuracy {g_acc:.4f}, {format_flops(g_best.flops)})", err=True)
         more = sc.plan(base, [("compound", fam_params["compound"])], proxy, targets=targets, multipliers=mults)
         rungs = rungs + more + grid
     study = sc.ScaleStudy(base, rungs, proxy, opts, events)
     study.prepare()
-    if not as_json and not grid_search:
+    if not as_json and not grid_search and not parallel.is_worker(ctx):
         for line in ladder_lines:
             echo(line)
-    elif not as_json:
+    elif not as_json and not parallel.is_worker(ctx):
         for line in _ladder(base, more, proxy, opts)[3:]:
             echo(line)
     study.open()
-    summary = study.run()
+    summary = parallel.train(ctx, study)  # --jobs N: N workers train it; a worker ends here
+    parallel.stop_if_worker(ctx, summary)
     results = study.results()
     if measure_latency and not summary.interrupted:
         from mvsearch.latency.study import measure_study
@@ -254,6 +259,7 @@ def command(preset, config_path, trial, best, study_name, storage, families, flo
             echo(f"page: {path}")
         elif page is not None:
             echo("page: not written (no family has enough trained points to fit yet)")
+    parallel.finish(ctx, summary)
     if summary.interrupted:
         raise KeyboardInterrupt
 

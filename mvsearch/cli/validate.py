@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from mvsearch.cli import jobs as parallel
 from mvsearch.cli.options import echo, print_json, quiet_trial_failures
 from mvsearch.cli.progress import TrainingPrinter
 
@@ -26,8 +27,10 @@ from mvsearch.cli.progress import TrainingPrinter
               help="Bootstrap resamples for the rank correlation's interval.")
 @click.option("--dry-run", is_flag=True, help="Print what would be retrained and how; train nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (models, versus presets, tau).")
-def command(study_name, storage, top, epochs, train_samples, val_samples, seeds, device, threads, timeout, resamples,
-            dry_run, as_json):
+@parallel.jobs_options
+@click.pass_context
+def command(ctx, study_name, storage, top, epochs, train_samples, val_samples, seeds, device, threads, timeout,
+            resamples, dry_run, as_json, jobs, worker_of):
     """Retrain the study's best models (the top of each tier's Pareto front) and its paper presets under a
     longer training, store them beside the trials, and say whether the winners still beat the presets."""
     from mvsearch.analysis import validation as va
@@ -83,11 +86,12 @@ def command(study_name, storage, top, epochs, train_samples, val_samples, seeds,
                              events=TrainingPrinter(lambda c: f"{', '.join(c.refs)} ({c.preset or c.why})",
                                                     wall_digits=1))
     study.prepare()
-    if not as_json:
+    if not as_json and not parallel.is_worker(ctx):
         for line in head:
             echo(line)
     study.open()
-    summary = study.run()
+    summary = parallel.train(ctx, study)  # --jobs N: N workers train it; a worker ends here
+    parallel.stop_if_worker(ctx, summary)
     search = open_search(search.name, search.url)  # now with its validation study
     report = va.build(search.name, search.records(), vd.validated(search), chosen=chosen,
                       search_setting=vd.describe(proxy), resamples=resamples)
@@ -102,5 +106,6 @@ def command(study_name, storage, top, epochs, train_samples, val_samples, seeds,
             echo(line)
         if summary.running_elsewhere:
             echo(f"{summary.running_elsewhere} training(s) still running in other workers; rerun to see them")
+    parallel.finish(ctx, summary)
     if summary.interrupted:
         raise KeyboardInterrupt
