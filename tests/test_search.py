@@ -595,3 +595,32 @@ def test_parse_space_of_the_helper_is_the_tiny_space_with_the_test_proxy():
     tiny = load_space("tiny")
     assert space.spec.arch == tiny.spec.arch and space.proxy_settings().epochs == 4
     assert parse_space(space_text(search={"baselines": True}), "e.yaml").spec.search.baselines is True
+
+
+def test_a_presets_trial_with_no_baseline_left_trains_nothing_outside_the_tiers(tmp_path, monkeypatch):
+    # worker a saw a baseline waiting in the presets' study, another worker took it before a's
+    # optimize: the sampler must not propose an architecture there, where no tier's budget applies
+    space = load_space(write_space(tmp_path, **CHEAP))
+    url = sqlite(tmp_path)
+    a = Search(space, parse_budget("3M"), opts(url, trials=1, pruner="none", with_baselines=True), Reporter())
+    a.prepare()
+    a.open()
+    presets = a.studies[driver.PRESETS_LABEL]
+    for _ in presets.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # "another worker" takes them all
+        presets.tell(presets.ask(), state=TrialState.FAIL)
+    real, seen = a._waiting, []
+
+    def waiting(baselines_only: bool = False):
+        if not seen:  # what worker a saw a moment earlier
+            seen.append(1)
+            return driver.PRESETS_LABEL
+        return real(baselines_only)
+
+    monkeypatch.setattr(a, "_waiting", waiting)
+    summary = a.run()
+    ts = optuna.load_study(study_name="e2e@presets", storage=url).get_trials()
+    assert not [t for t in ts if t.state == TrialState.COMPLETE]  # nothing trained in the presets' study
+    (nothing,) = [t for t in ts if "no baseline was queued" in (t.user_attrs.get("error") or "")]
+    assert nothing.state == TrialState.FAIL and "arch" not in nothing.user_attrs
+    tier = optuna.load_study(study_name="e2e@3M", storage=url).get_trials(states=(TrialState.COMPLETE,))
+    assert len(tier) == 1 and len(summary.outcomes) == 1  # the run went on to its one candidate

@@ -56,7 +56,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (CUDA only; ignored on CPU)
     threads: int | None = None  # CPU threads (None: torch's default capped at the usable CPUs)
     crop_padding: int | None = None  # random-crop padding in pixels (None: resolution // 32)
-    eval_batch_size: int = 256  # images per validation forward pass
+    eval_batch_size: int | None = None  # images per validation forward pass (None: batch_size, so that
+    # evaluation's blocks fit where training's were freed and never grow the process beyond training's peak)
     channels_last: bool = True  # NHWC activations (faster convs on CPU and GPU)
     amp: bool = True  # bf16 autocast on CUDA (never on CPU, where it is slower)
     nan_check_every: int = 20  # steps between finiteness checks on CUDA (every step on CPU)
@@ -78,6 +79,8 @@ class TrainConfig:
         for name, bound in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH), ("eval_batch_size", MAX_BATCH),
                             ("nan_check_every", MAX_EPOCHS)):
             v = getattr(self, name)
+            if name == "eval_batch_size" and v is None:
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise TrainError(f"{name}: must be a positive integer, got {shorten(v)}")
             check_int(v, name, 1, bound, TrainError)
@@ -260,9 +263,11 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
                 xb = augment(x[idx], pad, hflip and split.hflip, g, cfg.channels_last)
                 yb = y[idx]
                 lr = opt.param_groups[0]["lr"]  # this step's
+                # the last step's gradients go before this step's activations arrive: on CPU they would
+                # otherwise sit between them in the heap and fragment it (see mvsearch.core.allocator)
+                opt.zero_grad(set_to_none=True)
                 with autocast(device, cfg.amp):
                     loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 schedule.step()
@@ -282,7 +287,7 @@ def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
             recalibrate_bn(net, calib, batch_size=cfg.batch_size, device=device,
                            channels_last=cfg.channels_last, amp=cfg.amp)
             vx, vy = (val_x, val_y) if epoch == cfg.epochs else (val_x[early], val_y[early])
-            acc, vloss = evaluate(net, vx, vy, batch_size=cfg.eval_batch_size, device=device,
+            acc, vloss = evaluate(net, vx, vy, batch_size=cfg.eval_batch_size or cfg.batch_size, device=device,
                                   channels_last=cfg.channels_last, amp=cfg.amp)
             stats = EpochStats(epoch=epoch, val_accuracy=acc, val_loss=vloss,
                                train_loss=float(loss_sum) / steps_per_epoch,

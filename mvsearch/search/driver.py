@@ -40,7 +40,7 @@ from mvsearch.cost.analytic import analytic_cost
 from mvsearch.proxy.settings import interval_note
 from mvsearch.search.events import Reporter, RunInfo, RunOptions, RunSummary, check_options
 from mvsearch.search.interrupt import Interrupt
-from mvsearch.search.objective import Context, Objective
+from mvsearch.search.objective import Context, NothingQueued, Objective
 from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
 from mvsearch.search.results import best_trials  # noqa: F401  (re-exported: the run's closing table)
 from mvsearch.search.workers import WORKER, fail_dead_workers  # noqa: F401  (WORKER re-exported)
@@ -271,8 +271,8 @@ class Search:
                 study.enqueue_trial(params, user_attrs=TrialRecord(screened_out=refused).to_attrs("screened_out"))
         objective = Objective(self.ctx, tier, label)
         try:
-            study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), callbacks=self.callbacks,
-                           gc_after_trial=False)
+            study.optimize(objective, n_trials=1, catch=(NonFiniteLossError, NothingQueued),
+                           callbacks=self.callbacks, gc_after_trial=False)
         except KeyboardInterrupt:
             self.summary.interrupted = True
             if objective.outcome is not None:

@@ -50,6 +50,7 @@ from mvsearch.arch.presets import get_preset
 from mvsearch.budget import Budget, Tier
 from mvsearch.core.atomic import save_state_dict
 from mvsearch.core.errors import NonFiniteLossError
+from mvsearch.core.memory import peak_rss, reset_peak
 from mvsearch.cost.analytic import analytic_cost
 from mvsearch.cost.traced import count
 from mvsearch.proxy.run import run_proxy
@@ -76,6 +77,10 @@ class Context:
     reporter: Reporter
     stop_requested: Callable[[], bool]  # Ctrl-C / SIGTERM seen
     training: Callable[[bool], None]  # tell the signal handler whether training is under way
+
+
+class NothingQueued(Exception):
+    """The presets' study was asked for a trial when no baseline waited there (the driver then moves on)."""
 
 
 class Objective:
@@ -109,6 +114,12 @@ class Objective:
         with experimental_ok():
             retry = RetryCallback.retried_trial_number(trials[trial.number])
         preset = seeded.preset if seeded.baseline else None
+        if self.tier is None and preset is None:  # the presets' study trains only the baselines queued there;
+            # another worker took the one this worker saw waiting, and the sampler would now propose an
+            # architecture outside every tier, with no budget to check it against
+            self._write(trial, TrialRecord(error="no baseline was queued any more (another worker took it); "
+                                                 "nothing trained"), "error")
+            raise NothingQueued(f"trial {self._ref(trial)}: nothing queued")
         rec = TrialRecord(tier=self.tier.label if self.tier else None, baseline=preset is not None, preset=preset,
                           worker=WORKER, retry_of=retry, seed=ctx.opts.seed, data=ctx.proxy.data,
                           proxy=ctx.proxy.to_dict(), resolution=list(ctx.space.resolution),
@@ -179,6 +190,7 @@ class Objective:
         state, seed = "COMPLETE", seeds[0]
         if ctx.stop_requested():
             raise KeyboardInterrupt
+        reset_peak()  # peak_rss: this trial's trainings, not an earlier trial of the same process
         try:
             for i, seed in enumerate(seeds):
                 if i and ctx.stop_requested():  # a Ctrl-C between two seeds
@@ -204,6 +216,7 @@ class Objective:
             state, rec.interrupted = "FAIL", True
         finally:
             ctx.training(False)
+        rec.peak_rss = peak_rss()
         speeds = [r.images_per_s for r in done] + ([last["images_per_s"]] if last else [])
         walls = [r.wall_s for r in done] + ([last["wall_s"]] if last else [])
         rec.images_per_s = sum(speeds) / len(speeds) if speeds else None  # mean over the seeds
@@ -217,7 +230,7 @@ class Objective:
         if state != "COMPLETE":  # its accuracy is the last the pruner saw: on the epochs' validation subset
             rec.val_samples = shown[0]
         self._write(trial, rec, "accuracy_curve", "seed_accuracies", "images_per_s", "train_wall_s", "weights",
-                    "wall_s", "error", "interrupted", "val_samples")
+                    "wall_s", "error", "interrupted", "val_samples", "peak_rss")
         if state == "COMPLETE":  # every seed finished: their mean is the trial's value
             acc = sum(rec.seed_accuracies) / len(rec.seed_accuracies)
         else:  # the last accuracy the pruner saw (or the first seed's, when a later one stopped)
