@@ -17,10 +17,11 @@ both settings on the same training, in one run:
 
 It prints each run, then per setting the largest peak and the best throughput (a busy spell only
 ever slows a run down), and the speed ratio held/freed: of wall-clock images/s (best and median of
-the rounds) and of training images per CPU second (process time minus what BN calibration and
-validation took, from the first batch on). On a shared machine the second is the one to read: a busy spell stretches wall
-time but not the CPU time a training needs, and the page faults the allocator avoids are CPU time
-(the kernel zeroing pages). Writes nothing; exit status 0 (2 on an error).
+the rounds) and of training images per CPU second (process time from the first batch on, less
+what BN calibration and validation took). On a shared machine the second is the one to read: a
+busy spell stretches wall time but not the CPU time a training needs, and the page faults the
+allocator avoids are CPU time (the kernel zeroing pages). Writes nothing; exit status 0 (2 on an
+error).
 
     python bench/bench_memory.py                         # mobilevit_s, mobile proxy, 2 rounds, 1 thread
     python bench/bench_memory.py --quick                 # 1 epoch of 256 images, 1 round
@@ -125,15 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="mobilevit_s")
     ap.add_argument("--space", default="mobile", help="whose proxy settings to train with")
     ap.add_argument("--val-samples", type=int, default=None, help="override the proxy's validation images")
-    ap.add_argument("--repeats", type=int, default=2, help="rounds of (held, freed)")
+    ap.add_argument("--repeats", type=int, default=None, help="rounds of (held, freed) (default 2; 1 with --quick)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="1 epoch of 256 images, 1 round")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
         return child(a)
-    if a.quick and "--repeats" not in " ".join(argv if argv is not None else sys.argv):
-        a.repeats = 1
+    if a.repeats is None:
+        a.repeats = 1 if a.quick else 2
+    if a.repeats < 1 or a.threads < 1:
+        ap.error("--repeats and --threads must be at least 1")
     proxy = _proxy(a)
     print(f"{a.preset}, {a.space} proxy: {proxy.data} {proxy.resolution}x{proxy.resolution}, stem stride "
           f"{proxy.stem_stride}, batch {proxy.batch_size}, {proxy.epochs} epochs of {proxy.train_samples} images, "
