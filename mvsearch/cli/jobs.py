@@ -46,6 +46,7 @@ from click.core import ParameterSource
 from mvsearch.cli.options import echo
 from mvsearch.cli.progress import Printer
 from mvsearch.core.text import printable, shorten
+from mvsearch.search.trainings import TrainingSummary
 
 AUTO = "auto"
 #: the most workers one command starts
@@ -133,7 +134,7 @@ def resolve_jobs(jobs: Any, given_threads: int | None, memory: Any, what: str) -
     """N for ``--jobs`` (``auto`` resolved and said in one line on stderr); ``memory()`` -> one training's bytes."""
     if jobs != AUTO:
         return int(jobs)
-    from mvsearch.proxy.memory import available_memory
+    from mvsearch.core.memory import available_memory
 
     cores = _usable_cpus()
     per = max(1, int(memory()))
@@ -550,16 +551,9 @@ def _planned_memory(plan: Sequence[Any]) -> int:
 
 
 @dataclass
-class PlannedSummary:
-    """The workers' trainings of one study, read from it (the fields of a TrainingSummary, and more)."""
+class PlannedSummary(TrainingSummary):
+    """The workers' trainings of one study, read from it: a TrainingSummary, and what was left."""
 
-    trained: int = 0
-    failed: int = 0
-    interrupted: bool = False
-    timed_out: bool = False
-    running_elsewhere: int = 0
-    wall_s: float = 0.0
-    outcomes: list = field(default_factory=list)
     undone: int = 0  # jobs of the plan without a COMPLETE training
     died: int = 0  # workers that died
 

@@ -1,4 +1,4 @@
-"""The process's peak resident memory (RSS), measured around one training.
+"""The process's peak resident memory (RSS), measured around one training; the machine's free memory.
 
 Linux keeps the peak resident set size of a process as ``VmHWM`` in ``/proc/self/status`` and
 lets a process start it again from the current resident size by writing ``5`` to
@@ -13,6 +13,7 @@ process's life: an upper bound of the training's.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -54,4 +55,19 @@ def peak_rss() -> int | None:
     return maxrss if sys.platform == "darwin" else maxrss * 1024
 
 
-__all__ = ["reset_peak", "peak_rss"]
+def available_memory() -> int | None:
+    """Bytes the kernel can hand out without swapping (``MemAvailable``); None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+__all__ = ["reset_peak", "peak_rss", "available_memory"]

@@ -1,4 +1,4 @@
-"""Memory of one proxy training, estimated from the network's activations before it runs; free memory.
+"""Memory of one proxy training, estimated from the network's activations before it runs.
 
 ``mvsearch run --jobs auto`` (and scale, fidelity, validate) starts as many workers as the free
 memory holds trainings, so it needs what one training takes before it runs. A training on CPU
@@ -10,7 +10,7 @@ the decoded dataset):
     peak bytes ~= BASE + PER_ACTIVATION x activations x batch   (the process's peak, whole)
 
 ``activations`` is fvcore's count of the proxy network (proxy stem stride, batch 1,
-:func:`mvsearch.cost.analytic.analytic_cost`). Calibration, 2026-11-30 on the 2-core test machine
+:func:`mvsearch.cost.analytic.analytic_cost`). Calibration, 2026-11-29 on the 2-core test machine
 (torch 2.13 CPU, 1 thread, glibc; another training ran beside it), one epoch of 512 images of the
 ``mobile`` space's proxy (64x64, stem stride 1, batch 64, Fashion-MNIST loaded: 0.31 GB before
 training); peak = VmHWM, reset through ``/proc/self/clear_refs`` before training:
@@ -25,11 +25,11 @@ Each setting of the allocator (:mod:`mvsearch.core.allocator`) has its own line,
 checks them; no estimate goes below the 0.31 GB the process held before training (the held line's
 intercept is negative). :func:`training_memory` uses the line of the setting this process trains with. The
 estimate sizes workers; it is no promise: other data (more images, more channels), another torch
-or a GPU move it.
+or a GPU move it. The calibration predates two trainer changes of the same day (validation at the
+training batch, gradients freed before the forward pass) that lowered the held peak of mobilevit_s
+to 5.0-5.7 GB (``bench/bench_memory.py``), so with memory held the estimate now errs high.
 """
 from __future__ import annotations
-
-import os
 
 from mvsearch.arch.config import ArchConfig
 from mvsearch.cost.analytic import analytic_cost
@@ -72,20 +72,4 @@ def training_memory(arch: ArchConfig, proxy: ProxySettings, num_classes: int | N
     return max(PROCESS_BYTES, round(base + per * acts * proxy.batch_size))
 
 
-def available_memory() -> int | None:
-    """Bytes the kernel can hand out without swapping (``MemAvailable``); None where unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-__all__ = ["training_memory", "proxy_activations", "available_memory",
-           "FITS", "MEASURED_HELD", "MEASURED_FREED"]
+__all__ = ["training_memory", "proxy_activations", "FITS", "MEASURED_HELD", "MEASURED_FREED"]

@@ -38,7 +38,6 @@ from mvsearch.arch.geometry import check_resolution
 from mvsearch.arch.presets import PRESETS, get_preset
 from mvsearch.budget import Budget
 from mvsearch.core.errors import BudgetError, MvsearchError, StudyError
-from mvsearch.core.limits import MAX_SEED
 from mvsearch.core.text import shorten
 from mvsearch.core.units import format_flops
 from mvsearch.cost.analytic import analytic_cost
@@ -46,7 +45,7 @@ from mvsearch.cost.bounds import check_cost
 from mvsearch.proxy.settings import ProxySettings, proxy_arch
 from mvsearch.search.record import SCHEMA_VERSION, StudyRecord
 from mvsearch.search.tiers import MAX_SCREEN
-from mvsearch.search.trainings import MAX_SEEDS, TrainingEvents, TrainingOptions, TrainingStudy, point_key
+from mvsearch.search.trainings import TrainingEvents, TrainingOptions, TrainingStudy, check_seeds, point_key
 from mvsearch.space.space import SearchSpace
 
 #: the tier label of a fidelity study's one Optuna study ("NAME@fidelity")
@@ -329,11 +328,6 @@ def check_archs(archs: int) -> None:
     if isinstance(archs, bool) or not isinstance(archs, int) or not MIN_ARCHS <= archs <= MAX_ARCHS:
         raise StudyError(f"--archs: a rank correlation needs {MIN_ARCHS} to {MAX_ARCHS:,} architectures, "
                          f"got {shorten(archs)}")
-
-
-def check_seeds(seeds: int, option: str) -> None:
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= min(MAX_SEEDS, MAX_SEED + 1):
-        raise StudyError(f"{option}: a number of seeds in 1..{min(MAX_SEEDS, MAX_SEED + 1)}, got {shorten(seeds)}")
 
 
 class FidelityStudy(TrainingStudy):

@@ -77,6 +77,14 @@ class TrainingOptions:
     timeout_s: float | None = None  # stop starting trainings after this long
 
 
+def check_seeds(seeds: int, option: str = "--seeds") -> int:
+    """A number of trainings per planned network (seeds 0..seeds-1), else a one-line StudyError."""
+    top = min(MAX_SEEDS, MAX_SEED + 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= top:
+        raise StudyError(f"{option}: a number of seeds in 1..{top}, got {shorten(seeds)}")
+    return seeds
+
+
 def check_training_options(opts: TrainingOptions) -> None:
     check_name(opts.name, "--name")
     check_int(opts.seeds, "--seeds", 1, MAX_SEEDS, StudyError, what="a number of seeds")
@@ -402,4 +410,4 @@ def _cost_factor(proxy: ProxySettings) -> float:
 
 
 __all__ = ["TrainingStudy", "TrainingOptions", "TrainingEvents", "TrainingSummary", "Result", "point_key",
-           "check_training_options", "SPLIT_SEED", "MAX_SEEDS"]
+           "check_training_options", "check_seeds", "SPLIT_SEED", "MAX_SEEDS"]

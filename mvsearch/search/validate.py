@@ -35,7 +35,7 @@ from mvsearch.proxy.settings import ProxySettings
 from mvsearch.search.front import front
 from mvsearch.search.record import SCHEMA_VERSION, StudyRecord, TrialRecord
 from mvsearch.search.storage import VALIDATE_LABEL, SearchStudies
-from mvsearch.search.trainings import MAX_SEEDS, TrainingEvents, TrainingOptions, TrainingStudy, point_key
+from mvsearch.search.trainings import TrainingEvents, TrainingOptions, TrainingStudy, check_seeds, point_key
 
 DEFAULT_TOP = 2  # front members per tier
 DEFAULT_SEEDS = 2  # trainings per model: the validation's own seed noise is then visible
@@ -49,12 +49,6 @@ def check_top(top: Any) -> int:
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= MAX_TOP:
         raise StudyError(f"--top: front members to validate per tier, 1..{MAX_TOP}, got {shorten(top)}")
     return top
-
-
-def check_seeds(seeds: Any) -> int:
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise StudyError(f"--seeds: trainings per model, 1..{MAX_SEEDS}, got {shorten(seeds)}")
-    return seeds
 
 
 def setting(proxy: ProxySettings, *, epochs: int | None = None, train_samples: int | str | None = None,
