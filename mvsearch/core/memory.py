@@ -5,7 +5,11 @@ lets a process start it again from the current resident size by writing ``5`` to
 ``/proc/self/clear_refs`` (Linux >= 4.0). A trial calls :func:`reset_peak` before its training and
 :func:`peak_rss` after it, so the figure it records is that training's peak (everything resident
 at the time: Python, torch, the decoded dataset's touched pages, the network, its activations)
-and not an earlier, larger one of the same process.
+and not an earlier, larger one of the same process. The reset moves the kernel's high-water mark
+itself, which ``getrusage``'s ``ru_maxrss`` (and so ``/usr/bin/time``) also reads: a process that
+trained several trials reports only its last training's peak there (the main job, 2026-11-29:
+2.5 GB against 4.2 GB recorded by its mobilevit_xs trial). The largest ``peak_rss`` of the trials
+is the process's peak.
 
 Elsewhere :func:`reset_peak` does nothing (returns False) and :func:`peak_rss` falls back to
 ``getrusage``'s ``ru_maxrss`` (KiB on Linux, bytes on macOS), which is the peak of the whole
