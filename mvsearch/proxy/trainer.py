@@ -37,6 +37,7 @@ from mvsearch.core.text import shorten
 from mvsearch.core.runtime import autocast, cpu_threads, resolve_device
 from mvsearch.data.split import ProxySplit, stratified
 # bench/ and tests/test_cli_run.py still import augment, compact, crop_padding and evaluate from here
+from mvsearch.model.bn_silu import lean_bn_silu, plain_bn_silu
 from mvsearch.proxy.augment import augment, compact, crop_padding
 from mvsearch.proxy.evaluate import evaluate, recalibrate_bn
 
@@ -67,9 +68,11 @@ class TrainConfig:
     # stratified subset of the validation split; the last epoch is always judged on all of it (0: all)
     hold_memory: bool = True  # on CPU, keep freed memory in the process while training (glibc; see
     # mvsearch.core.allocator): no page faults re-touching each step's activations
+    lean_bn: bool = True  # on CPU, each conv -> BatchNorm -> SiLU unit keeps one tensor for the backward
+    # pass instead of two, recomputing BatchNorm's output there (mvsearch.model.bn_silu)
 
     def __post_init__(self) -> None:
-        for name in ("compile", "channels_last", "amp", "hold_memory"):
+        for name in ("compile", "channels_last", "amp", "hold_memory", "lean_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise TrainError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         for name in ("bn_calibration", "epoch_val"):
@@ -206,7 +209,12 @@ def train(model: nn.Module | ArchConfig, split: ProxySplit, cfg: TrainConfig, *,
         if isinstance(model, ArchConfig):
             model = build_seeded(model, cfg.seed)
         torch.manual_seed(cfg.seed)
-        return _train(model, split, cfg, device, hflip, callback, progress)
+        lean = cfg.lean_bn and device.type == "cpu" and lean_bn_silu(model) > 0
+        try:
+            return _train(model, split, cfg, device, hflip, callback, progress)
+        finally:
+            if lean:  # the model leaves as it came: plain modules (export, deepcopy, pickling)
+                plain_bn_silu(model)
 
 
 def _train(model, split, cfg, device, hflip, callback, progress) -> TrainResult:
