@@ -7,27 +7,29 @@ temporaries, so its peak resident memory grows with the activations of the proxy
 proxy resolution times the batch size, on top of what the process holds anyway (Python, torch,
 the decoded dataset):
 
-    peak bytes ~= BASE + PER_ACTIVATION x activations x batch   (the process's peak, whole)
+    peak bytes <= BASE + PER_ACTIVATION x activations x batch   (the process's peak, whole)
 
 ``activations`` is fvcore's count of the proxy network (proxy stem stride, batch 1,
-:func:`mvsearch.cost.analytic.analytic_cost`). Calibration, 2026-11-29 on the 2-core test machine
-(torch 2.13 CPU, 1 thread, glibc; another training ran beside it), one epoch of 512 images of the
-``mobile`` space's proxy (64x64, stem stride 1, batch 64, Fashion-MNIST loaded: 0.31 GB before
-training); peak = VmHWM, reset through ``/proc/self/clear_refs`` before training:
+:func:`mvsearch.cost.analytic.analytic_cost`). Each setting of the allocator
+(:mod:`mvsearch.core.allocator`) has its own line: the least-squares line through its calibration
+trainings, raised by its largest residual, so that no calibration training lies above it. The
+estimate sizes workers, and too few workers cost time while too many cost a swapping machine.
 
-    preset          activations   peak RSS, freed memory held   MVSEARCH_HOLD_MEMORY=0
-    mobilevit_xxs       1.49M     2.17 GB                       2.12 GB
-    mobilevit_xs        3.49M     5.28 GB                       3.21 GB
-    mobilevit_s         4.39M     6.50 GB (fit: 6.68, +3%)      3.96 GB (fit: 3.70, -6%)
+Held memory (the default), calibrated on the 10 trainings of the main job of 2026-11-29 11:30
+UTC (``mvsearch run --space mobile --budget 1.5GFLOPs``: 64x64, stem stride 1, batch 64, 3 epochs
+of 1,024 Fashion-MNIST images, 3,072 validation, 2 threads, the lean BatchNorm + SiLU units of
+:mod:`mvsearch.model.bn_silu`; each trial's recorded ``peak_rss``): mobilevit_xxs, mobilevit_xs and
+8 searched networks of 1.14M-3.49M activations, peaks 1.79-3.98 GB. Held out: mobilevit_s (4.39M
+activations, 1 thread, ``bench/bench_memory.py``) measured 4.11-4.20 GB, estimated below (a test
+pins the figures).
 
-Each setting of the allocator (:mod:`mvsearch.core.allocator`) has its own line, through xxs and xs
-(:data:`FITS`: 24.3 and 8.6 bytes per activation and image); mobilevit_s, held out of the fits,
-checks them; no estimate goes below the 0.31 GB the process held before training (the held line's
-intercept is negative). :func:`training_memory` uses the line of the setting this process trains with. The
-estimate sizes workers; it is no promise: other data (more images, more channels), another torch
-or a GPU move it. The calibration predates two trainer changes of the same day (validation at the
-training batch, gradients freed before the forward pass) that lowered the held peak of mobilevit_s
-to 5.0-5.7 GB (``bench/bench_memory.py``), so with memory held the estimate now errs high.
+Freed memory (``MVSEARCH_HOLD_MEMORY=0``), through mobilevit_xxs, mobilevit_xs and mobilevit_s,
+each at its largest measured peak (``bench/bench_memory.py`` and its first calibration, 1 thread,
+one epoch of 512 images or 3 of 1,024), measured with plain BatchNorm + SiLU modules: the lean
+units lower them (mobilevit_s 4.02 -> 3.20 GB), so this line errs high.
+
+No estimate goes below the 0.31 GB the process held before training. Other data (more images,
+more channels), another torch or a GPU move these figures: the estimate is no promise.
 """
 from __future__ import annotations
 
@@ -35,26 +37,54 @@ from mvsearch.arch.config import ArchConfig
 from mvsearch.cost.analytic import analytic_cost
 from mvsearch.proxy.settings import ProxySettings, proxy_arch
 
-#: peak RSS (bytes) measured for one training of each preset (see the module doc): freed memory held
-MEASURED_HELD = {"mobilevit_xxs": 2_173_640_704, "mobilevit_xs": 5_281_378_304, "mobilevit_s": 6_497_050_624}
-#: ... and with ``MVSEARCH_HOLD_MEMORY=0``
-MEASURED_FREED = {"mobilevit_xxs": 2_116_890_624, "mobilevit_xs": 3_210_829_824, "mobilevit_s": 3_957_186_560}
-#: fvcore activations (batch 1) of those presets' proxy networks
-ACTIVATIONS = {"mobilevit_xxs": 1_491_466, "mobilevit_xs": 3_490_570, "mobilevit_s": 4_392_714}
 CALIBRATION_BATCH = 64
+
+#: (fvcore activations of the proxy network at batch 1, peak RSS bytes) of each calibration
+#: training with freed memory held: the main job of 2026-11-29 11:30 UTC, trials 1.5G/0-13 (0: xxs, 1: xs)
+HELD = {
+    "mobilevit_xxs": (1_491_466, 1_907_204_096),
+    "mobilevit_xs": (3_490_570, 3_975_774_208),
+    "1.5G/2": (3_305_482, 3_848_990_720),
+    "1.5G/3": (1_873_674, 2_256_543_744),
+    "1.5G/4": (2_166_282, 2_685_181_952),
+    "1.5G/5": (1_237_514, 1_889_247_232),
+    "1.5G/7": (2_459_658, 3_178_876_928),
+    "1.5G/11": (1_418_762, 1_997_045_760),
+    "1.5G/12": (1_139_210, 1_790_316_544),
+    "1.5G/13": (1_675_786, 2_742_771_712),
+}
+#: ... with ``MVSEARCH_HOLD_MEMORY=0``: the presets, each at its largest measured peak (plain BatchNorm
+#: + SiLU modules; the lean units lower these: mobilevit_s 3.20 GB)
+FREED = {
+    "mobilevit_xxs": (1_491_466, 2_116_890_624),
+    "mobilevit_xs": (3_490_570, 3_210_829_824),
+    "mobilevit_s": (4_392_714, 4_130_000_000),
+}
+#: held out of the held line: mobilevit_s with held memory, bench_memory.py 2026-11-29 10:27 UTC
+HELD_OUT = {"mobilevit_s": (4_392_714, 4_200_000_000)}
 #: the process before training (Python, torch, Fashion-MNIST at 64x64): no estimate goes below it
 PROCESS_BYTES = 305_000_000
 
 
-def _fit(measured: dict[str, int]) -> tuple[float, float]:
-    """(BASE bytes, bytes per activation and image): the line through xxs and xs."""
-    (a0, m0), (a1, m1) = ((ACTIVATIONS[n] * CALIBRATION_BATCH, measured[n]) for n in ("mobilevit_xxs", "mobilevit_xs"))
-    slope = (m1 - m0) / (a1 - a0)
-    return m0 - slope * a0, slope
+def upper_line(points: dict[str, tuple[int, int]], batch: int = CALIBRATION_BATCH) -> tuple[float, float]:
+    """(BASE bytes, bytes per activation and image): the least-squares line of peak against
+    activations x ``batch``, raised by its largest residual so that no point lies above it."""
+    xs = [a * batch for a, _ in points.values()]
+    ys = [float(p) for _, p in points.values()]
+    n = len(xs)
+    if n < 2:
+        raise ValueError("a line needs at least 2 calibration points")
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        raise ValueError("the calibration points need different activations")
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    base = my - slope * mx
+    return base + max(y - (base + slope * x) for x, y in zip(xs, ys)), slope
 
 
 #: allocator holds freed memory -> (BASE, PER_ACTIVATION)
-FITS = {True: _fit(MEASURED_HELD), False: _fit(MEASURED_FREED)}
+FITS = {True: upper_line(HELD), False: upper_line(FREED)}
 
 
 def proxy_activations(arch: ArchConfig, proxy: ProxySettings, num_classes: int | None = None) -> int:
@@ -72,4 +102,4 @@ def training_memory(arch: ArchConfig, proxy: ProxySettings, num_classes: int | N
     return max(PROCESS_BYTES, round(base + per * acts * proxy.batch_size))
 
 
-__all__ = ["training_memory", "proxy_activations", "FITS", "MEASURED_HELD", "MEASURED_FREED"]
+__all__ = ["training_memory", "proxy_activations", "upper_line", "FITS", "HELD", "FREED", "HELD_OUT"]
