@@ -31,10 +31,19 @@ images, 512 validation), each setting in a fresh process, interleaved:
     held (the default)         5.70, 5.00 GB   19.3, 18.8       19.2, 18.9      1.3M, 1.1M
     MVSEARCH_HOLD_MEMORY=0     3.95, 4.12 GB   14.5, 14.3       14.6, 14.4      21.8M, 25.3M
 
-Held memory costs 0.9-1.75 GB of peak and buys 1.32x training speed (wall and CPU time agree; the
+Again at 10:27 UTC, one round, 512 validation images: held 4.37 GB at 18.7 img/s, freed 4.13 GB at
+16.1 img/s (1.16x for 0.24 GB), and freed with torch's large blocks on transparent huge pages
+(``THP_MEM_ALLOC_ENABLE=1``) 4.49 GB at 15.1 img/s: each huge-page fault zeroes 2 MiB, so that is
+slower than freed memory and is not used.
+
+Since the trainer's lean BatchNorm + SiLU units (:mod:`mvsearch.model.bn_silu`), whose backward
+allocates a fresh block per unit: held 4.11-4.20 GB at 18.4-19.7 img/s, freed 3.20 GB at 13.1
+img/s (53M page faults against 0.9M), 1.5x.
+
+Held memory costs 0.24-1.75 GB of peak and buys 1.16-1.5x training speed (wall and CPU time agree; the
 whole training, validation included, took 213 s against 266 s), so it stays on by default. Where
 memory rather than cores limits how many trainings run at once, ``MVSEARCH_HOLD_MEMORY=0`` is the
-setting that keeps this training near 4 GB. Two changes in the trainer made held memory cheaper
+setting that keeps this training lowest (3.2 GB with the lean units). Two changes in the trainer made held memory cheaper
 (before them, with 3,072 validation images: held 7.19-7.55 GB, freed 4.31-4.32 GB): validation
 at the training batch rather than 256, whose larger blocks do not fit the holes training leaves and
 grow the heap, and the gradients freed before a step's forward pass rather than after it, so they
