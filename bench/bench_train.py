@@ -14,9 +14,11 @@ Both are warmed up, then measured alternately for ``--repeats`` rounds of ``--st
 (fresh model each run, same seed). On a shared machine a busy spell only ever slows a run down, so
 the best round of each is compared; the median of the per-round ratios is printed beside it. It
 also times the two data paths alone (DataLoader + per-sample augmentation vs the trainer's batched
-gather), to show how much of a step the data path is. Writes nothing; exit status 1 when the
-target is missed. Targets: >= 2x on CPU, >= 4x on a CUDA GPU, for mobilevit_xxs at the default
-proxy (64x64, stem stride 1, batch 64).
+gather), to show how much of a step the data path is, and the trainer's achieved GFLOP/s (3x the
+forward's fvcore multiply-adds per image x images/s) beside a dense matmul's GFLOP/s measured in
+the same run (roofline context: how far the training is from the device's limit). Writes
+nothing; exit status 1 when the target is missed. Targets: >= 2x on CPU, >= 4x on a CUDA GPU, for
+mobilevit_xxs at the default proxy (64x64, stem stride 1, batch 64).
 
     python bench/bench_train.py                       # mobilevit_xxs, fashion-mnist, default proxy
     python bench/bench_train.py --data synthetic:samples=4096 --steps 10
@@ -40,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mvsearch.core import allocator
 from mvsearch.arch.presets import get_preset
+from mvsearch.cost.analytic import analytic_cost
 from mvsearch.data import load_data, proxy_split
 from mvsearch.model.network import build_model
 from mvsearch.proxy.settings import ProxySettings, proxy_arch
@@ -142,6 +145,30 @@ def ours(arch, split, tc: TrainConfig, hflip: bool) -> float:
     return res.images_per_s
 
 
+def matmul_gflops(device: torch.device, n: int = 1024, seconds: float = 1.0) -> float:
+    """A dense n x n matmul's rate on ``device`` now, in G multiply-adds per second (the best of its runs).
+
+    fp32 on CPU, bf16 on CUDA (what the trainer computes in there); n^3 multiply-adds per product.
+    """
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best, spent = 0.0, 0.0
+    torch.mm(a, b)  # warm-up
+    while spent < seconds:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        dt = time.perf_counter() - t
+        spent += dt
+        best = max(best, 4 * n ** 3 / dt / 1e9)
+    return best
+
+
 def cpu_name() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -206,6 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"minor page faults per step (median of rounds): baseline {statistics.median(FAULTS['baseline'][1:]):.0f}, "
           f"trainer {statistics.median(FAULTS['trainer'][1:]):.0f} (hold_memory={tc.hold_memory}, "
           f"allocator active: {allocator.available()})")
+    # roofline context: what the trainer computes per second against what this device's dense
+    # matmul reaches in the same run (both as multiply-adds: fvcore's FLOP convention)
+    fwd = analytic_cost(arch, a.resolution).flops
+    achieved = 3 * fwd * o / 1e9  # a training step ~ forward + backward ~ 3x the forward's multiply-adds
+    peak = matmul_gflops(device)
+    print(f"roofline: the trainer computes {achieved:.1f} GFLOP/s (3 x {fwd / 1e6:.1f}M FLOPs forward per image x "
+          f"{o:.1f} img/s; 1 multiply-add = 1 FLOP); a dense {'bf16' if device.type == 'cuda' else 'fp32'} "
+          f"1024x1024 matmul here {peak:.1f} GFLOP/s: {100 * achieved / peak:.1f}% of it")
     met = o / b >= target
     print(f"ratio: {o / b:.2f}x best-of-rounds, {median:.2f}x median of rounds "
           f"(target >= {target:.0f}x on {device.type}: {'met' if met else 'NOT met'})")
