@@ -210,6 +210,41 @@ def test_fidelity_jobs_2_trains_each_job_once_and_prints_one_json_object(tmp_pat
     assert "[w1] " in err and "[w2] " in err
 
 
+def test_sigterm_to_a_fidelity_parent_still_prints_the_partial_report_then_one_line(tmp_path):
+    # a planned command's parent, interrupted, reports what its workers trained (as one process
+    # does), then says in one line that every worker stopped, and exits 130
+    db = tmp_path / "fi.db"
+    url = f"sqlite:///{db}"
+    cmd = [sys.executable, "-m", "mvsearch", "fidelity", "--space", "tiny", "--data", "synthetic", "--archs", "5",
+           "--reference", "epochs=6,train_samples=384", "--proxy", PROXY, "--threads", "1", "--resamples", "200",
+           "--storage", url, "--name", "fi", "--jobs", "2"]
+    proc = popen(cmd, tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if db.exists():
+                try:
+                    if [t for t in trials(url, "fi@fidelity") if t.state == TrialState.COMPLETE]:
+                        break
+                except Exception:  # the study is being created
+                    pass
+            time.sleep(0.2)
+        assert proc.poll() is None, "the command ended before it could be interrupted"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "fidelity study 'fi'" in out and "baselines and ceiling" in out  # the report of what was trained
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("interrupted: every worker stopped") and "rerun the same command" in lines[-1]
+    assert sum(line.startswith("interrupted") for line in lines) == 1 and "Traceback" not in err
+    ts = trials(url, "fi@fidelity")
+    assert not [t for t in ts if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert 0 < len([t for t in ts if t.state == TrialState.COMPLETE]) < 5 * 3  # some, not all, trained
+
+
 def test_jobs_auto_says_how_many_workers_and_why(tmp_path):
     url = f"sqlite:///{tmp_path / 'a.db'}"
     cmd = [sys.executable, "-m", "mvsearch", "fidelity", *FAST, "--archs", "3", "--proxy", PROXY, "--storage", url,

@@ -610,10 +610,7 @@ def train(ctx: click.Context, study: Any, *, plan: Sequence[Any] | None = None) 
     parent = supervise(ctx, argvs, lambda p: _fail_dead([study.study]), "its training will be retried")
     ctx.meta[_META] = parent
     _fail_dead([study.study])
-    if parent.interrupted:
-        echo("interrupted: every worker stopped, their running trainings marked failed; rerun the same command "
-             "to resume", err=True)
-        ctx.exit(130)
+    # interrupted: the command still prints its report of what was trained, then :func:`finish` exits 130
     return _planned_summary(study, parent)
 
 
@@ -624,7 +621,12 @@ def stop_if_worker(ctx: click.Context, summary: Any) -> None:
 
 
 def finish(ctx: click.Context, summary: Any) -> None:
-    """After the parent's report: exit 1, saying so, when a worker died and left planned work undone."""
+    """After the parent's report: exit 130 when interrupted, or 1, saying so, when a worker died and
+    left planned work undone."""
+    if isinstance(summary, PlannedSummary) and summary.interrupted:
+        echo("interrupted: every worker stopped, their running trainings marked failed; rerun the same command "
+             "to resume", err=True)
+        ctx.exit(130)
     if isinstance(summary, PlannedSummary) and summary.died:
         if summary.undone:
             echo(f"{summary.died} worker(s) died; {summary.undone} planned training(s) not done; rerun the same "

@@ -206,11 +206,12 @@ def command(ctx, preset, config_path, trial, best, study_name, storage, families
         gstudy.open()
         gsum = parallel.train(ctx, gstudy, plan=rungs + grid)  # --jobs N: the workers run the whole command
         chosen = sc.best_grid_point(grid, gstudy.results())
-        if gsum.interrupted or chosen is None:
-            if chosen is None and not gsum.interrupted:
-                raise StudyError("the compound grid has no trained network yet (other workers are training it); "
-                                 "rerun the command when they are done")
+        if gsum.interrupted:
+            parallel.finish(ctx, gsum)  # the workers' parent: one line, exit 130
             raise KeyboardInterrupt
+        if chosen is None:
+            raise StudyError("the compound grid has no trained network yet (other workers are training it); "
+                             "rerun the command when they are done")
         g_best, g_acc = chosen
         ga, gb, gg = g_best.factors
         fam_params["compound"] = {"alpha": ga, "beta": gb, "gamma": gg}
