@@ -3,6 +3,8 @@ verdicts against the presets, ``--by validated`` in pareto/report/export, resume
 one-line refusals."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import shutil
@@ -80,7 +82,8 @@ def validate(url, *extra):
 def test_the_default_setting_is_ten_times_the_images_and_at_least_2048_validation_images():
     p = load_space("mobile").proxy_settings()
     s = vd.setting(p)
-    assert (s.epochs, s.train_samples, s.val_samples) == (p.epochs, 10 * p.train_samples, 2048)
+    assert (s.epochs, s.train_samples, s.val_samples) == (p.epochs, 10 * p.train_samples, 3072)  # mobile's own 3,072
+    assert vd.setting(dataclasses.replace(p, val_samples=512)).val_samples == 2048  # at least 2,048
     assert s.resolution == p.resolution and s.lr == p.lr  # the rest is the search's proxy
     assert vd.setting(p, train_samples="all").train_samples is None
     every = ProxySettings(train_samples=None, epochs=2)
