@@ -104,6 +104,24 @@ def alive(pid: int) -> bool:
     return True
 
 
+def sigterm_when(proc: subprocess.Popen, ready) -> tuple[str, str]:
+    """Wait for ``ready()``, send SIGTERM to ``proc`` and collect its output (killed if it hangs)."""
+    try:
+        ready()
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def assert_interrupted_once(err: str, last: str) -> None:
+    """stderr ends with one 'interrupted' line, starting ``last``, that says how to resume; no traceback."""
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(last) and "rerun the same command" in lines[-1]
+    assert sum(line.startswith("interrupted") for line in lines) == 1 and "Traceback" not in err
+
+
 # ---------------------------------------------------------------------- run
 def test_run_jobs_2_trains_the_trials_once_in_two_workers_with_one_closing_table(tmp_path):
     space = space_with_baseline(tmp_path)
@@ -132,17 +150,10 @@ def test_sigterm_to_the_parent_stops_every_worker_and_a_rerun_completes(tmp_path
     url = f"sqlite:///{db}"
     cmd = run_cmd(space, url, 4, "--jobs", 2, "--no-baselines")
     proc = popen(cmd, tmp_path)
-    try:
-        wait_for_training(proc, db)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err = sigterm_when(proc, lambda: wait_for_training(proc, db))
     assert proc.returncode == 130, err
-    lines = err.strip().splitlines()
-    assert lines[-1].startswith("interrupted: ") and "rerun the same command to resume" in lines[-1]
-    assert sum(line.startswith("interrupted") for line in lines) == 1 and "Traceback" not in err
+    assert_interrupted_once(err, "interrupted: ")
+    assert "rerun the same command to resume" in err
     recs = records(url, "jobs@25M")
     assert not [t for t, _ in recs if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     stopped = [t for t, r in recs if r.interrupted]
@@ -219,7 +230,8 @@ def test_sigterm_to_a_fidelity_parent_still_prints_the_partial_report_then_one_l
            "--reference", "epochs=6,train_samples=384", "--proxy", PROXY, "--threads", "1", "--resamples", "200",
            "--storage", url, "--name", "fi", "--jobs", "2"]
     proc = popen(cmd, tmp_path)
-    try:
+
+    def one_training_done() -> None:
         deadline = time.monotonic() + 300
         while proc.poll() is None and time.monotonic() < deadline:
             if db.exists():
@@ -230,16 +242,11 @@ def test_sigterm_to_a_fidelity_parent_still_prints_the_partial_report_then_one_l
                     pass
             time.sleep(0.2)
         assert proc.poll() is None, "the command ended before it could be interrupted"
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    out, err = sigterm_when(proc, one_training_done)
     assert proc.returncode == 130, err
     assert "fidelity study 'fi'" in out and "baselines and ceiling" in out  # the report of what was trained
-    lines = err.strip().splitlines()
-    assert lines[-1].startswith("interrupted: every worker stopped") and "rerun the same command" in lines[-1]
-    assert sum(line.startswith("interrupted") for line in lines) == 1 and "Traceback" not in err
+    assert_interrupted_once(err, "interrupted: every worker stopped")
     ts = trials(url, "fi@fidelity")
     assert not [t for t in ts if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert 0 < len([t for t in ts if t.state == TrialState.COMPLETE]) < 5 * 3  # some, not all, trained
