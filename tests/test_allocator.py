@@ -33,7 +33,7 @@ STEPS = textwrap.dedent("""
 
     out = {"default": [faults_of_one_step() for _ in range(5)]}
     with hold_freed_memory() as held:
-        out["held"] = [faults_of_one_step() for _ in range(5)]
+        out["held"] = [faults_of_one_step() for _ in range(8)]
         out["rss_inside"] = rss_mib()
         out["active"] = held
     out["rss_after"] = rss_mib()
@@ -66,8 +66,11 @@ def test_a_held_step_reuses_pages_that_glibc_would_hand_back():
     assert out["active"] is True
     # glibc's default: the blocks over its 32 MiB mmap ceiling are mmapped and unmapped every step
     assert min(out["default"][2:]) > PAGES, out
-    # held: once the heap has grown to the step's peak, a step faults nothing in
-    assert max(out["held"][2:]) < PAGES // 10, out
+    # held: the heap grows to the step's peak, and then a step faults nothing in. Small blocks that
+    # torch leaves between the large ones can fragment it, so it may take a few steps to get there
+    # (seen: 1 or 2 steps after the first fault in one 64 MiB block more); after that, nothing
+    assert max(out["held"][-3:]) < PAGES // 10, out
+    assert sum(out["held"][1:]) < sum(out["default"][1:4]), out  # 7 held steps fault less than 3 unheld
     # and on leaving the block the held pages go back to the kernel
     assert out["rss_after"] < out["rss_inside"] - 100, out
 
