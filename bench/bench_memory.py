@@ -11,7 +11,9 @@ allocation). This benchmark measures the settings on the same training, in one r
   in a fresh process, under each of ``--settings`` (default ``held,plain-bn,freed``): ``held``
   (``MVSEARCH_HOLD_MEMORY=1``, the default), ``plain-bn`` (held, without the trainer's lean
   BatchNorm + SiLU units: :mod:`mvsearch.model.bn_silu`), ``freed`` (``=0``: glibc hands large
-  blocks back at once), ``freed-plain-bn`` and ``thp`` (freed, with ``THP_MEM_ALLOC_ENABLE=1``);
+  blocks back at once), ``freed-plain-bn``, ``thp`` (freed, with ``THP_MEM_ALLOC_ENABLE=1``),
+  ``jemalloc`` (preloaded with its decay off, as the ``mvsearch`` command runs a training where the
+  machine has it: :mod:`mvsearch.core.jemalloc`) and ``jemalloc-decay`` (its default decay);
 * the settings interleaved, in alternating order (held, freed, thp, then thp, freed, held, ...)
   for ``--repeats`` rounds, so a busy spell on a shared machine falls on each;
 * per training: the process's resident memory before training (Python, torch, the data), its
@@ -57,7 +59,13 @@ SETTINGS = {"held": {"MVSEARCH_HOLD_MEMORY": "1", "THP_MEM_ALLOC_ENABLE": "0", "
             "plain-bn": {"MVSEARCH_HOLD_MEMORY": "1", "THP_MEM_ALLOC_ENABLE": "0", "BENCH_LEAN_BN": "0"},
             "freed": {"MVSEARCH_HOLD_MEMORY": "0", "THP_MEM_ALLOC_ENABLE": "0", "BENCH_LEAN_BN": "1"},
             "freed-plain-bn": {"MVSEARCH_HOLD_MEMORY": "0", "THP_MEM_ALLOC_ENABLE": "0", "BENCH_LEAN_BN": "0"},
-            "thp": {"MVSEARCH_HOLD_MEMORY": "0", "THP_MEM_ALLOC_ENABLE": "1", "BENCH_LEAN_BN": "1"}}
+            "thp": {"MVSEARCH_HOLD_MEMORY": "0", "THP_MEM_ALLOC_ENABLE": "1", "BENCH_LEAN_BN": "1"},
+            # on jemalloc (mvsearch.core.jemalloc; the mvsearch command preloads it where present): decay
+            # off, as the command sets it, or jemalloc's default decay
+            "jemalloc": {"MVSEARCH_HOLD_MEMORY": "1", "THP_MEM_ALLOC_ENABLE": "0", "BENCH_LEAN_BN": "1",
+                         "LD_PRELOAD": "<libjemalloc>", "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"},
+            "jemalloc-decay": {"MVSEARCH_HOLD_MEMORY": "0", "THP_MEM_ALLOC_ENABLE": "0", "BENCH_LEAN_BN": "1",
+                               "LD_PRELOAD": "<libjemalloc>"}}
 
 
 def child(a: argparse.Namespace) -> int:
@@ -109,7 +117,9 @@ def child(a: argparse.Namespace) -> int:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     h1 = _thp_faults()
     images = run.result.steps * min(proxy.batch_size, run.result.train_samples)
-    print(json.dumps({"held": allocator.available(), "before": before, "load_peak": load_peak,
+    from mvsearch.core.jemalloc import name
+
+    print(json.dumps({"held": allocator.available(), "malloc": name(), "before": before, "load_peak": load_peak,
                       "peak": peak_rss(), "img_s": run.result.images_per_s, "wall_s": wall,
                       "img_cpu_s": images / (c0 + cpu - first[0] - aside[0]), "cpu_s": cpu, "val_cpu_s": aside[0],
                       "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
@@ -191,8 +201,15 @@ def main(argv: list[str] | None = None) -> int:
         order = chosen if r % 2 == 0 else list(reversed(chosen))
         for label in order:
             env = {k: v for k, v in os.environ.items()
-                   if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+                   if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}
             env.update(SETTINGS[label])
+            if env.get("LD_PRELOAD") == "<libjemalloc>":
+                from mvsearch.core.jemalloc import library
+
+                if library() is None:
+                    print(f"{label}: needs jemalloc (apt-get install libjemalloc2)", file=sys.stderr)
+                    return 2
+                env["LD_PRELOAD"] = library()
             env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
             load = os.getloadavg()[0]
             p = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -200,11 +217,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label}: the training failed:\n{p.stderr[-2000:]}", file=sys.stderr)
                 return 2
             m = json.loads(p.stdout.strip().splitlines()[-1])
-            if m["held"] != (SETTINGS[label]["MVSEARCH_HOLD_MEMORY"] == "1"):
-                print(f"{label}: the allocator setting did not take (held={m['held']})", file=sys.stderr)
+            if m["held"] != (SETTINGS[label]["MVSEARCH_HOLD_MEMORY"] == "1") \
+                    or m["malloc"].startswith("jemalloc") != ("LD_PRELOAD" in SETTINGS[label]):
+                print(f"{label}: the allocator setting did not take (held={m['held']}, {m['malloc']})", file=sys.stderr)
                 return 2
             runs[label].append(m)
-            print(f"  round {r + 1} {label:14}: peak {_gb(m['peak'])} (before training {_gb(m['before'])}, "
+            print(f"  round {r + 1} {label:14}: {m['malloc']}, peak {_gb(m['peak'])} (before training {_gb(m['before'])}, "
                   f"loading {_gb(m['load_peak'])}), {m['img_s']:.1f} img/s, {m['img_cpu_s']:.1f} img per CPU-s "
                   f"(training; validation {m['val_cpu_s']:.0f} CPU-s), {m['faults'] / 1e6:.2f}M page faults, "
                   f"{m['huge'] if m['huge'] is not None else '?'} huge-page faults, {m['wall_s']:.0f} s, val_acc {m['acc']:.4f}, "

@@ -1,3 +1,3 @@
-from mvsearch.cli.main import main
+from mvsearch.cli.main import entry
 
-main()
+entry()

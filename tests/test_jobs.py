@@ -313,11 +313,13 @@ def test_the_memory_estimate_bounds_its_calibration_and_the_held_out_mobilevit_s
     proxy = load_space("mobile").proxy_settings()
     est = {n: training_memory(get_preset(n, 1000), proxy, 10) for n in ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")}
     assert est["mobilevit_xxs"] < est["mobilevit_xs"] < est["mobilevit_s"]
-    for points in (memory.HELD, memory.FREED, memory.HELD_OUT):  # the stored counts are the estimate's own
+    for points in (memory.HELD, memory.FREED, memory.HELD_OUT, memory.JEMALLOC, memory.JEMALLOC_OUT):
+        # the stored counts are the estimate's own
         for n, (acts, _) in points.items():
             if n.startswith("mobilevit_"):
                 assert proxy_activations(get_preset(n, 1000), proxy, 10) == pytest.approx(acts, rel=1e-3), n
-    for held, points in ((True, {**memory.HELD, **memory.HELD_OUT}), (False, memory.FREED)):
+    for held, points in ((True, {**memory.HELD, **memory.HELD_OUT}), (False, memory.FREED),
+                         ("jemalloc", {**memory.JEMALLOC, **memory.JEMALLOC_OUT})):
         base, per = memory.FITS[held]
         for name, (acts, peak) in points.items():
             bound = base + per * acts * 64

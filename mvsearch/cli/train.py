@@ -12,6 +12,7 @@ from mvsearch.arch.geometry import check_resolution
 from mvsearch.cli.options import echo, load_arch_choice, print_json
 from mvsearch.core.atomic import check_target, save_state_dict
 from mvsearch.core.errors import DataError, MvsearchError, TrainError
+from mvsearch.core.jemalloc import name as malloc_name
 from mvsearch.core.runtime import resolve_device
 from mvsearch.core.limits import check_digits
 from mvsearch.core.text import quote, shorten
@@ -123,6 +124,7 @@ def command(preset, config_path, data_spec, epochs, resolution, stem_stride, bat
         "num_classes": data.num_classes, "data_load_s": data_s, "data_cached": data.cached,
         "seed": seed, "proxy": proxy.to_dict(), "arch": cfg.to_dict(), "proxy_arch": run.arch.to_dict(),
         "params": sum(p.numel() for p in run.model.parameters()), "warnings": run.warnings,
+        "malloc": malloc_name(),
     })
     if eval_test:
         acc, loss = evaluate(run.model, data.test_x, data.test_y, device=torch.device(res.device))

@@ -18,7 +18,9 @@ returns the held pages to the kernel.
 
 Nothing is changed when the C library is not glibc (macOS, musl), when ``MVSEARCH_HOLD_MEMORY=0``,
 or when the user already tuned malloc (``GLIBC_TUNABLES`` naming ``glibc.malloc``, or any of
-glibc's ``MALLOC_*_`` variables): their settings win.
+glibc's ``MALLOC_*_`` variables): their settings win. When the process runs on jemalloc
+(:mod:`mvsearch.core.jemalloc`, which the ``mvsearch`` command preloads when the machine has it),
+jemalloc's own setting holds the memory (decay off) and leaving the block purges its arenas.
 
 What it costs and buys. With every block on one heap, glibc's fits leave holes that the next,
 differently sized block does not fill, so the heap settles above what is live at once. Measured
@@ -59,6 +61,8 @@ import os
 import sys
 import threading
 from typing import Iterator
+
+from mvsearch.core import jemalloc
 
 
 
@@ -123,6 +127,8 @@ def available() -> bool:
     """Whether :func:`hold_freed_memory` would change anything in this process."""
     if os.environ.get("MVSEARCH_HOLD_MEMORY", "1").strip().lower() in ("0", "false", "no", "off"):
         return False
+    if jemalloc.loaded():  # glibc's malloc is not this process's: jemalloc holds when its decay is off
+        return jemalloc.holds()
     return _glibc() is not None and not user_tuned()
 
 
@@ -156,9 +162,10 @@ def hold_freed_memory(enabled: bool = True) -> Iterator[bool]:
     if not active:
         yield False
         return
+    on_jemalloc = jemalloc.loaded()
     with _lock:
         _depth += 1
-        if _depth == 1:
+        if _depth == 1 and not on_jemalloc:
             _set(M_MMAP_MAX, 0)
             _set(M_TRIM_THRESHOLD, HOLD_TRIM)
     try:
@@ -166,7 +173,9 @@ def hold_freed_memory(enabled: bool = True) -> Iterator[bool]:
     finally:
         with _lock:
             _depth -= 1
-            if _depth == 0:
+            if _depth == 0 and on_jemalloc:
+                jemalloc.purge()  # what the training held goes back to the kernel
+            elif _depth == 0:
                 _set(M_MMAP_MAX, DEFAULT_MMAP_MAX)
                 _set(M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD)
                 _set(M_TRIM_THRESHOLD, STEADY_TRIM)

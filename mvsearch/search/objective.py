@@ -50,6 +50,7 @@ from mvsearch.arch.presets import get_preset
 from mvsearch.budget import Budget, Tier
 from mvsearch.core.atomic import save_state_dict
 from mvsearch.core.errors import NonFiniteLossError
+from mvsearch.core.jemalloc import name as malloc_name
 from mvsearch.core.memory import peak_rss, reset_peak
 from mvsearch.cost.analytic import analytic_cost
 from mvsearch.cost.traced import count
@@ -216,7 +217,7 @@ class Objective:
             state, rec.interrupted = "FAIL", True
         finally:
             ctx.training(False)
-        rec.peak_rss = peak_rss()
+        rec.peak_rss, rec.malloc = peak_rss(), malloc_name()
         speeds = [r.images_per_s for r in done] + ([last["images_per_s"]] if last else [])
         walls = [r.wall_s for r in done] + ([last["wall_s"]] if last else [])
         rec.images_per_s = sum(speeds) / len(speeds) if speeds else None  # mean over the seeds
@@ -230,7 +231,7 @@ class Objective:
         if state != "COMPLETE":  # its accuracy is the last the pruner saw: on the epochs' validation subset
             rec.val_samples = shown[0]
         self._write(trial, rec, "accuracy_curve", "seed_accuracies", "images_per_s", "train_wall_s", "weights",
-                    "wall_s", "error", "interrupted", "val_samples", "peak_rss")
+                    "wall_s", "error", "interrupted", "val_samples", "peak_rss", "malloc")
         if state == "COMPLETE":  # every seed finished: their mean is the trial's value
             acc = sum(rec.seed_accuracies) / len(rec.seed_accuracies)
         else:  # the last accuracy the pruner saw (or the first seed's, when a later one stopped)

@@ -81,6 +81,7 @@ class TrialRecord:
     mvsearch_version: str | None = None
     point: str | None = None  # a planned training's point (mvsearch.search.trainings.point_key)
     peak_rss: int | None = None  # peak resident memory (bytes) of the process while this trial trained
+    malloc: str | None = None  # the training process's malloc: "jemalloc (held)", "glibc", ... (core/jemalloc.py)
     seed_accuracies: list[float] = field(default_factory=list)  # run --seeds K: each seed's final accuracy
     #   (seeds seed..seed+K-1); the trial's value (accuracy) is their mean
 

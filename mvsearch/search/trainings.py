@@ -40,6 +40,7 @@ from mvsearch import __version__
 from mvsearch.arch.config import ArchConfig
 from mvsearch.core.errors import NonFiniteLossError, StudyError
 from mvsearch.core.limits import MAX_SEED, MAX_THREADS, check_int
+from mvsearch.core.jemalloc import name as malloc_name
 from mvsearch.core.memory import peak_rss, reset_peak
 from mvsearch.core.runtime import cpu_threads, resolve_device
 from mvsearch.core.text import shorten
@@ -340,12 +341,12 @@ class TrainingStudy:
             state, rec.interrupted = "FAIL", True
         finally:
             stop.set_training(False)
-        rec.peak_rss = peak_rss()
+        rec.peak_rss, rec.malloc = peak_rss(), malloc_name()
         rec.images_per_s = result.images_per_s if result else None
         rec.train_wall_s = result.wall_s if result else None
         rec.wall_s = time.perf_counter() - t0
         _write(trial, rec, "accuracy_curve", "images_per_s", "train_wall_s", "wall_s", "error", "interrupted",
-               "peak_rss")
+               "peak_rss", "malloc")
         acc = rec.accuracy_curve[-1] if rec.accuracy_curve and state == "COMPLETE" else None
         self.last = (ref, state, acc)
         self.events.trial_end(ref, planned, seed, state, acc, rec.wall_s)
