@@ -590,3 +590,33 @@ def test_ctrl_c_leaves_a_consistent_study_that_a_rerun_resumes(tmp_path):
     # an interrupted trial is the user's doing, not a dead worker's: it is not queued again
     with experimental_ok():
         assert not [t for t in after if RetryCallback.retried_trial_number(t) is not None]
+
+
+SIGINT_WHILE_SET_UP = """
+import os, signal, sys
+import mvsearch.search.objective as objective
+counted = objective.count
+def count(*args, **kw):  # the trial is RUNNING and being set up (costs counted), not yet training
+    out = counted(*args, **kw)
+    os.kill(os.getpid(), signal.SIGINT)
+    return out
+objective.count = count
+sys.argv = ["mvsearch", *sys.argv[1:]]
+from mvsearch.cli.main import main
+main()
+"""
+
+
+def test_ctrl_c_while_a_trial_is_set_up_marks_it_interrupted(tmp_path):
+    # CI once sent its Ctrl-C in the moment between a trial's start and its training: the trial
+    # failed without being marked interrupted. Deterministic here: the signal comes from inside
+    # the cost count that precedes the training
+    space = write_space(tmp_path)
+    env = {**os.environ, "MVSEARCH_STUDIES": str(tmp_path / "studies")}
+    p = subprocess.run([sys.executable, "-c", SIGINT_WHILE_SET_UP, "run", "--space", str(space), "--budget", "3M",
+                        "--data", DATA, "--trials", "3", "--threads", "1"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 130 and "interrupted" in p.stderr and "Traceback" not in p.stderr, (p.stdout, p.stderr)
+    trials = optuna.load_study(study_name="e2e@3M", storage=f"sqlite:///{tmp_path / 'studies' / 'e2e.db'}").trials
+    assert [t.state for t in trials] == [TrialState.FAIL] and trials[0].user_attrs["interrupted"] is True
+    assert not trials[0].user_attrs.get("accuracy_curve")  # it never trained

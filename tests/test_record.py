@@ -37,7 +37,7 @@ def full_record() -> TrialRecord:
         "train_wall_s": 1.5, "wall_s": 2.5, "seed": 3, "data": "synthetic", "proxy": {"epochs": 2},
         "proxy_arch": dataclasses.replace(arch, stem_stride=1), "weights": "w.pt", "worker": "h:1",
         "interrupted": True, "error": "e", "retry_of": 4, "mvsearch_version": "0.1.0", "point": "0123abcd",
-        "seed_accuracies": [0.5, 0.75], "peak_rss": 123456789,
+        "seed_accuracies": [0.5, 0.75], "peak_rss": 123456789, "malloc": "jemalloc (held)",
     }
     assert set(values) == set(ATTR_FIELDS)  # the test sets every field
     return TrialRecord(**values)

@@ -189,7 +189,9 @@ class Objective:
                 raise optuna.TrialPruned()
 
         state, seed = "COMPLETE", seeds[0]
-        if ctx.stop_requested():
+        if ctx.stop_requested():  # a Ctrl-C while the trial was set up: it is interrupted like one in training
+            rec.interrupted = True
+            self._write(trial, rec, "interrupted")
             raise KeyboardInterrupt
         reset_peak()  # peak_rss: this trial's trainings, not an earlier trial of the same process
         try:

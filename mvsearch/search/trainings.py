@@ -325,7 +325,9 @@ class TrainingStudy:
                 raise _Duplicate(twin)
 
         state, result = "COMPLETE", None
-        if stop.requested:
+        if stop.requested:  # a Ctrl-C while the training was set up: it is interrupted like one in training
+            rec.interrupted = True
+            _write(trial, rec, "interrupted")
             raise KeyboardInterrupt
         stop.set_training(True)
         reset_peak()  # peak_rss: this training's, not an earlier one of the same process
