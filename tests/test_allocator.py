@@ -17,7 +17,8 @@ glibc = pytest.mark.skipif(allocator._glibc() is None, reason="needs glibc's mal
 
 PAGES = (64 << 20) // 4096  # pages in one 64 MiB block
 
-STEPS = textwrap.dedent("""
+#: a step, its page faults, and the process's resident MiB (also used by test_jemalloc)
+STEP_HELPERS = textwrap.dedent("""
     import json, resource, sys
     import torch
     from mvsearch.core.allocator import hold_freed_memory
@@ -30,7 +31,9 @@ STEPS = textwrap.dedent("""
 
     def rss_mib():
         return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+""")
 
+STEPS = STEP_HELPERS + textwrap.dedent("""
     out = {"default": [faults_of_one_step() for _ in range(5)]}
     with hold_freed_memory() as held:
         out["held"] = [faults_of_one_step() for _ in range(8)]

@@ -19,6 +19,7 @@ import pytest
 
 from mvsearch.core import jemalloc
 from mvsearch.core.errors import MvsearchError
+from tests.test_allocator import STEP_HELPERS
 
 BASE = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -95,20 +96,8 @@ def test_a_bad_library_path_is_one_line_and_exit_2():
         "or set MVSEARCH_JEMALLOC=0 to train on glibc's malloc"]
 
 
-STEPS = textwrap.dedent("""
-    import json, resource
-    import torch
+STEPS = STEP_HELPERS + textwrap.dedent("""
     from mvsearch.core import jemalloc
-    from mvsearch.core.allocator import hold_freed_memory
-
-    def faults_of_one_step():
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        blocks = [torch.ones(n << 20) for n in (8, 16, 4, 16)]  # 32, 64, 16, 64 MiB, every page touched
-        del blocks
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    def rss_mib():
-        return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
 
     with hold_freed_memory() as held:
         out = {"held": held, "malloc": jemalloc.name(), "faults": [faults_of_one_step() for _ in range(4)]}
