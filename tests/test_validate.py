@@ -265,3 +265,36 @@ def test_a_study_without_completed_trials_and_an_unvalidated_study_are_refused(t
     one_line_error(cli("pareto", "--study", "s", "--storage", study, "--by", "best", "-o", tmp_path / "p.html"),
                    "--by", "proxy or validated")
     assert not (tmp_path / "p.html").exists() and not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------------- Ctrl-C while a training is set up
+SIGINT_WHILE_SET_UP = """
+import os, signal, sys
+import mvsearch.search.trainings as trainings
+made = trainings.proxy_arch
+def proxy_arch(*args, **kw):  # the training's trial is RUNNING and being set up, not yet training
+    out = made(*args, **kw)
+    os.kill(os.getpid(), signal.SIGINT)
+    return out
+trainings.proxy_arch = proxy_arch
+sys.argv = ["mvsearch", *sys.argv[1:]]
+from mvsearch.cli.main import main
+main()
+"""
+
+
+def test_ctrl_c_while_a_training_is_set_up_marks_it_interrupted_and_a_rerun_retrains_it(study):
+    # the planned-training half (validate, fidelity, scale) of the run's set-up fix
+    # (test_cli_run::test_ctrl_c_while_a_trial_is_set_up_marks_it_interrupted)
+    args = ["validate", "--study", "s", "--storage", study, *LONGER, "--top", "1", "--seeds", "1"]
+    p = subprocess.run([sys.executable, "-c", SIGINT_WHILE_SET_UP, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 130 and "interrupted" in p.stderr and "Traceback" not in p.stderr, (p.stdout, p.stderr)
+    ts = optuna.load_study(study_name="s@validate", storage=study).get_trials(deepcopy=False)
+    assert [t.state for t in ts] == [TrialState.FAIL] and ts[0].user_attrs["interrupted"] is True
+    assert not ts[0].user_attrs.get("accuracy_curve")  # it never trained
+    interrupted = TrialRecord.from_user_attrs(ts[0].user_attrs).point
+    out = validate(study, "--top", "1", "--seeds", "1")  # the rerun trains it, and everything else, once
+    ts = optuna.load_study(study_name="s@validate", storage=study).get_trials(deepcopy=False)
+    done = [TrialRecord.from_user_attrs(t.user_attrs).point for t in ts if t.state == TrialState.COMPLETE]
+    assert interrupted in done and len(done) == len(set(done)) == len(out["models"])
