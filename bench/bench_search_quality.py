@@ -169,7 +169,9 @@ def _pct(acc: float | None, n: int | None) -> str:
 
 
 def _rate(t: dict[str, int]) -> str:
-    n = sum(t.values())
+    """The win rate over the comparisons that had a searched candidate (win, tie or loss), with its Wilson
+    interval; a preset without one (nothing searched at its FLOPs, or not validated) is no comparison."""
+    n = t["win"] + t["tie"] + t["loss"]
     if not n:
         return "no comparison"
     lo, hi = wilson(t["win"] / n, n)

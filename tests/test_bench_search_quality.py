@@ -121,3 +121,10 @@ def test_t_interval_matches_students_t():
 def test_t_interval_of_one_value_has_no_bounds():
     mean, lo, hi = bsq.t_interval([1.2])
     assert mean == 1.2 and math.isnan(lo) and math.isnan(hi)
+
+
+def test_the_win_rate_counts_only_comparisons_that_had_a_candidate():
+    # a preset below every searched model's FLOPs has nothing to be compared with: not a loss
+    assert bsq._rate({"win": 3, "tie": 0, "loss": 0, "other": 3}).startswith("win rate 3/3 = 100%, 95% Wilson [44%,")
+    assert bsq._rate({"win": 1, "tie": 1, "loss": 2, "other": 0}).startswith("win rate 1/4 = 25%")
+    assert bsq._rate({"win": 0, "tie": 0, "loss": 0, "other": 2}) == "no comparison"
