@@ -96,19 +96,59 @@ def test_the_default_setting_is_ten_times_the_images_and_at_least_2048_validatio
         vd.setting(p, train_samples="many")
 
 
-def test_the_choice_is_the_top_of_each_tiers_front_and_every_preset(study):
+def test_the_choice_is_the_top_of_each_tiers_front_every_preset_and_its_rival(study):
     search = open_search("s", study)
     recs = [r for r in search.records() if r.state == "COMPLETE"]
     chosen = vd.choose(search, 1)
     presets = sorted(r.preset for r, why in chosen if why == "preset")
     assert presets == ["mobilevit_s", "mobilevit_xs", "mobilevit_xxs"]
-    fronts = [r for r, why in chosen if why != "preset"]
+    fronts = [r for r, why in chosen if why.startswith("front")]
     best = max((r for r in recs if not r.baseline), key=lambda r: (r.accuracy, -r.flops))
     assert len(fronts) == 1 and fronts[0].accuracy == best.accuracy
-    two = [r for r, why in vd.choose(search, 2) if why != "preset"]
+    # each preset's rival: the most accurate searched trial at no more FLOPs, listed once
+    refs = [r.ref for r, _ in chosen]
+    assert len(refs) == len(set(refs))
+    for b in (r for r in recs if r.baseline):
+        fit = [r for r in recs if not r.baseline and r.flops <= b.flops]
+        if fit:
+            rival = max(fit, key=lambda r: (r.accuracy, -r.flops))
+            assert rival.ref in refs, (b.preset, rival.ref, refs)
+    rivals = [(r, why) for r, why in chosen if why.startswith("vs ")]
+    assert all(r.flops <= next(b.flops for b in recs if b.preset == why[3:]) for r, why in rivals)
+    assert set(refs) == {r.ref for r in fronts} | {r.ref for r, why in chosen if why == "preset"} | \
+        {r.ref for r, _ in rivals}
+    two = [r for r, why in vd.choose(search, 2) if why.startswith("front")]
     assert len(two) >= 1 and all(r.tier == fronts[0].tier for r in two)
     assert two[0].accuracy >= two[-1].accuracy and (len(two) == 1 or two[1].flops < two[0].flops)  # a front
 
+
+
+class _Records:
+    """A search's records, as :func:`vd.choose` reads them (``name`` and ``records()``)."""
+
+    def __init__(self, recs):
+        self.name, self._recs = "made-up", recs
+
+    def records(self):
+        return self._recs
+
+
+def _rec(ref, flops, acc, preset=None):
+    return TrialRecord(ref=ref, state="COMPLETE", accuracy=acc, arch={"made": "up"}, flops=flops,
+                       params=1, tier=None if preset else "1.5G", baseline=preset is not None, preset=preset)
+
+
+def test_a_preset_below_the_fronts_top_gets_its_rival_validated_too():
+    # the front's most accurate member (1.06G) costs more than mobilevit_xs (1.05G): without its rival
+    # (the most accurate searched model at <= 1.05G) the validated XS would have nothing to face
+    recs = [_rec("1.5G/2", 1_064_645_120, 0.766), _rec("1.5G/5", 936_431_104, 0.755),
+            _rec("1.5G/3", 1_000_000_000, 0.703), _rec("1.5G/4", 600_000_000, 0.70),
+            _rec("1.5G/0", 418_183_680, 0.667, "mobilevit_xxs"), _rec("1.5G/1", 1_052_168_192, 0.692, "mobilevit_xs")]
+    chosen = [(r.ref, why) for r, why in vd.choose(_Records(recs), 1)]
+    assert chosen == [("1.5G/0", "preset"), ("1.5G/5", "vs mobilevit_xs"), ("1.5G/1", "preset"),
+                      ("1.5G/2", "front 1.5G #1")]  # by FLOPs; nothing searched fits below XXS
+    top2 = [(r.ref, why) for r, why in vd.choose(_Records(recs), 2)]
+    assert ("1.5G/5", "front 1.5G #2") in top2 and len(top2) == 4  # the rival is listed once
 
 # ---------------------------------------------------------------------- end to end
 def test_validate_retrains_the_chosen_models_with_their_seeds_and_compares_them_with_the_presets(study):

@@ -31,8 +31,9 @@ from mvsearch.cli.progress import TrainingPrinter
 @click.pass_context
 def command(ctx, study_name, storage, top, epochs, train_samples, val_samples, seeds, device, threads, timeout,
             resamples, dry_run, as_json, jobs, worker_of):
-    """Retrain the study's best models (the top of each tier's Pareto front) and its paper presets under a
-    longer training, store them beside the trials, and say whether the winners still beat the presets."""
+    """Retrain the study's best models (the top of each tier's Pareto front, and each preset's best rival at no
+    more FLOPs) and its paper presets under a longer training, store them beside the trials, and say whether
+    the winners still beat the presets."""
     from mvsearch.analysis import validation as va
     from mvsearch.core.errors import MvsearchError, StudyError
     from mvsearch.core.units import parse_duration
@@ -65,7 +66,8 @@ def command(ctx, study_name, storage, top, epochs, train_samples, val_samples, s
     longer = vd.setting(proxy, epochs=epochs, train_samples=train_samples, val_samples=val_samples)
     planned = vd.plan(search, longer, top=top, seeds=seeds)
     chosen = [ref for c in planned for ref in c.refs]
-    head = [f"study {search.name}: validating {len(planned)} models (top {top} of each tier's front, and the presets) "
+    head = [f"study {search.name}: validating {len(planned)} models (top {top} of each tier's front, the presets and "
+            f"their best rivals at no more FLOPs) "
             f"x {seeds} seed(s) = {len(planned) * seeds} trainings",
             f"validation setting: {describe_proxy(longer.to_dict())} on {longer.data}",
             f"search proxy:       {describe_proxy(proxy.to_dict())}"]

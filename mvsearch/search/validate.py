@@ -2,8 +2,8 @@
 
 A search ranks its candidates by a short proxy training; ``mvsearch validate`` checks the ranking
 where it matters (issue #12): it retrains the study's Pareto front (the K most accurate members of
-each tier's accuracy-vs-FLOPs front) and its trained paper presets under a longer *validation
-setting* (more epochs and/or more training images; by default the same epochs on 10x the images),
+each tier's accuracy-vs-FLOPs front), its trained paper presets and each preset's rival (the most
+accurate searched model at no more FLOPs) under a longer *validation setting* (more epochs and/or more training images; by default the same epochs on 10x the images),
 with K seeds each, and stores every training in the search's own storage, in one more Optuna study
 ``NAME@validate`` beside the tiers (a :class:`~mvsearch.search.trainings.TrainingStudy`: resumable,
 several workers, dead workers retried, Ctrl-C safe).
@@ -109,7 +109,7 @@ class Candidate:
     proxy_accuracy: float  # the search trial's proxy accuracy (the best of refs)
     proxy_val: int | None
     seeds: int
-    why: str  # "preset", "front 1.5G #1"
+    why: str  # "preset", "front 1.5G #1", "vs mobilevit_xs" (a preset's rival)
 
 
 def _square(r: TrialRecord) -> int:
@@ -122,7 +122,10 @@ def _square(r: TrialRecord) -> int:
 
 def choose(search: SearchStudies, top: int) -> list[tuple[TrialRecord, str]]:
     """The trials to validate: the ``top`` most accurate members of each tier's accuracy-vs-FLOPs front
-    (searched trials only) and every completed paper preset; (record, why), by FLOPs."""
+    (searched trials only), every completed paper preset, and each preset's *rival*: the most
+    accurate searched trial at no more FLOPs than the preset (the one the proxy says beats it; without
+    it, a front whose top lies above a preset's FLOPs leaves that preset with nothing to be compared
+    with at matched FLOPs); (record, why), by FLOPs."""
     check_top(top)
     recs = [r for r in search.records() if r.state == "COMPLETE" and r.accuracy is not None and r.arch is not None
             and r.flops is not None and r.params is not None]
@@ -134,7 +137,14 @@ def choose(search: SearchStudies, top: int) -> list[tuple[TrialRecord, str]]:
     for tier in tiers:
         members = front([r for r in recs if not r.baseline and (r.tier or "") == tier])
         out += [(r, f"front {tier or 'all'} #{i + 1}") for i, r in enumerate(members[:top])]
-    out += [(r, "preset") for r in recs if r.baseline]
+    presets = [r for r in recs if r.baseline]
+    out += [(r, "preset") for r in presets]
+    searched = [r for r in recs if not r.baseline]
+    for b in presets:
+        fit = [r for r in searched if r.flops <= b.flops]
+        best = max(fit, key=lambda r: (r.accuracy, -r.flops), default=None)
+        if best is not None and all(best.ref != r.ref for r, _ in out):
+            out.append((best, f"vs {b.preset or b.ref}"))
     return sorted(out, key=lambda x: (x[0].flops, -x[0].accuracy))
 
 
