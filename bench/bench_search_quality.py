@@ -401,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in ("seeds", "trials", "epochs", "train_samples", "val_samples"):
         if cfg[k] < 1:
             ap.error(f"--{k.replace('_', '-')} must be >= 1, got {cfg[k]}")
-    label = ("--quick" if a.quick else "shipped") + (" with options" if any(getattr(a, k) is not None
-                                                                             for k in shipped) else "")
+    label = ("--quick" if a.quick else "shipped") + (" with options" if any(  # the search's options, not validate's
+        getattr(a, k) is not None for k in shipped if not k.startswith("validate_")) else "")
     budget = parse_budget(base["search"]["budget"])
     x_max = budget.max_flops
 
