@@ -122,7 +122,6 @@ def test_the_choice_is_the_top_of_each_tiers_front_every_preset_and_its_rival(st
     assert two[0].accuracy >= two[-1].accuracy and (len(two) == 1 or two[1].flops < two[0].flops)  # a front
 
 
-
 class _Records:
     """A search's records, as :func:`vd.choose` reads them (``name`` and ``records()``)."""
 
@@ -149,6 +148,7 @@ def test_a_preset_below_the_fronts_top_gets_its_rival_validated_too():
                       ("1.5G/2", "front 1.5G #1")]  # by FLOPs; nothing searched fits below XXS
     top2 = [(r.ref, why) for r, why in vd.choose(_Records(recs), 2)]
     assert ("1.5G/5", "front 1.5G #2") in top2 and len(top2) == 4  # the rival is listed once
+
 
 # ---------------------------------------------------------------------- end to end
 def test_validate_retrains_the_chosen_models_with_their_seeds_and_compares_them_with_the_presets(study):

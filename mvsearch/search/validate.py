@@ -3,10 +3,11 @@
 A search ranks its candidates by a short proxy training; ``mvsearch validate`` checks the ranking
 where it matters (issue #12): it retrains the study's Pareto front (the K most accurate members of
 each tier's accuracy-vs-FLOPs front), its trained paper presets and each preset's rival (the most
-accurate searched model at no more FLOPs) under a longer *validation setting* (more epochs and/or more training images; by default the same epochs on 10x the images),
-with K seeds each, and stores every training in the search's own storage, in one more Optuna study
-``NAME@validate`` beside the tiers (a :class:`~mvsearch.search.trainings.TrainingStudy`: resumable,
-several workers, dead workers retried, Ctrl-C safe).
+accurate searched model at no more FLOPs) under a longer *validation setting* (more epochs and/or
+more training images; by default the same epochs on 10x the images), with K seeds each, and stores
+every training in the search's own storage, in one more Optuna study ``NAME@validate`` beside the
+tiers (a :class:`~mvsearch.search.trainings.TrainingStudy`: resumable, several workers, dead workers
+retried, Ctrl-C safe).
 
 What was validated is read back per search trial by :func:`validated`: a search trial's validated
 accuracy is the mean over the seeds of the trainings of its architecture (at its deployment
