@@ -43,6 +43,7 @@ from mvsearch.proxy.trainer import evaluate
 from mvsearch.search.record import ATTR_FIELDS, TrialRecord
 from mvsearch.search.storage import RetryCallback, experimental_ok
 from mvsearch.space.loader import load_space
+from tests._signals import sigint_after
 from tests.test_pareto import wilson95
 from tests.test_search import CHEAP, DATA, write_space
 
@@ -592,19 +593,8 @@ def test_ctrl_c_leaves_a_consistent_study_that_a_rerun_resumes(tmp_path):
         assert not [t for t in after if RetryCallback.retried_trial_number(t) is not None]
 
 
-SIGINT_WHILE_SET_UP = """
-import os, signal, sys
-import mvsearch.search.objective as objective
-counted = objective.count
-def count(*args, **kw):  # the trial is RUNNING and being set up (costs counted), not yet training
-    out = counted(*args, **kw)
-    os.kill(os.getpid(), signal.SIGINT)
-    return out
-objective.count = count
-sys.argv = ["mvsearch", *sys.argv[1:]]
-from mvsearch.cli.main import main
-main()
-"""
+# the trial is RUNNING and being set up (costs counted), not yet training
+SIGINT_WHILE_SET_UP = sigint_after("mvsearch.search.objective", "count")
 
 
 def test_ctrl_c_while_a_trial_is_set_up_marks_it_interrupted(tmp_path):

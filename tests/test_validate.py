@@ -27,6 +27,7 @@ from mvsearch.search import validate as vd
 from mvsearch.search.record import TrialRecord
 from mvsearch.search.storage import open_search
 from mvsearch.space.loader import load_space
+from tests._signals import sigint_after
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -308,19 +309,8 @@ def test_a_study_without_completed_trials_and_an_unvalidated_study_are_refused(t
 
 
 # ---------------------------------------------------------------------- Ctrl-C while a training is set up
-SIGINT_WHILE_SET_UP = """
-import os, signal, sys
-import mvsearch.search.trainings as trainings
-made = trainings.proxy_arch
-def proxy_arch(*args, **kw):  # the training's trial is RUNNING and being set up, not yet training
-    out = made(*args, **kw)
-    os.kill(os.getpid(), signal.SIGINT)
-    return out
-trainings.proxy_arch = proxy_arch
-sys.argv = ["mvsearch", *sys.argv[1:]]
-from mvsearch.cli.main import main
-main()
-"""
+# the training's trial is RUNNING and being set up, not yet training
+SIGINT_WHILE_SET_UP = sigint_after("mvsearch.search.trainings", "proxy_arch")
 
 
 def test_ctrl_c_while_a_training_is_set_up_marks_it_interrupted_and_a_rerun_retrains_it(study):
