@@ -20,3 +20,37 @@ sys.argv = ["mvsearch", *sys.argv[1:]]
 from mvsearch.cli.main import main
 main()
 """
+
+
+#: a ``sitecustomize`` module: put its folder on PYTHONPATH and every Python process started with that
+#: environment sends itself ``$SIGNAL_SEND`` once (``$SIGNAL_ONCE`` is the file that records it, so a
+#: re-executed or child process does not send it again) at ``$SIGNAL_AT``: when the module of that name
+#: starts to be imported, or, with ``re-exec``, during the start-up of the process mvsearch re-executes
+#: on jemalloc (Python's own start-up, before any mvsearch code runs there)
+SITECUSTOMIZE = """
+import os, signal, sys
+
+_AT = os.environ.get("SIGNAL_AT", "")
+
+
+def _send():
+    try:
+        os.close(os.open(os.environ["SIGNAL_ONCE"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL_SEND"]))
+
+
+class _At:
+    def find_spec(self, name, path=None, target=None):
+        if name == _AT:
+            _send()
+        return None
+
+
+if _AT == "re-exec":
+    if os.environ.get("MVSEARCH_JEMALLOC_EXEC"):
+        _send()
+elif _AT:
+    sys.meta_path.insert(0, _At())
+"""

@@ -23,20 +23,49 @@ import sys
 from typing import Any
 
 
+#: the signals that end a starting process with ``interrupted``, exit code 130
+_STARTING = (signal.SIGINT, signal.SIGTERM)
+#: set by :func:`entry` for the process it re-executes: the signals it blocked across the exec, so
+#: that one arriving while the new interpreter starts waits, pending, for this module's handler
+HANDOFF_VAR = "MVSEARCH_SIGNALS_BLOCKED"
+
+
 def _interrupted_while_starting(signum: int, frame: Any) -> None:
-    # Ctrl-C while Python imports this module (click, the package): no KeyboardInterrupt traceback
+    # Ctrl-C or SIGTERM before the boundary (_Group.main) is in place: while Python imports this
+    # module (click, the package), or entry() prepares the re-execution. Nothing is written yet.
     os.write(2, b"interrupted\n")
     os._exit(130)
 
 
-try:  # (a SIGINT the parent told us to ignore, as for a background job, stays ignored)
-    _BEFORE_IMPORT = signal.getsignal(signal.SIGINT)
-    if _BEFORE_IMPORT is signal.SIG_IGN:
-        _BEFORE_IMPORT = None
-    else:
-        signal.signal(signal.SIGINT, _interrupted_while_starting)
-except ValueError:  # imported outside the main thread (a test runner's worker): leave signals alone
-    _BEFORE_IMPORT = None
+def _catch_while_starting() -> dict[int, Any]:
+    """Ctrl-C and SIGTERM end the process with ``interrupted`` (130) until the boundary takes over.
+
+    Returns the handlers replaced. A signal the parent has us ignore (a background job) stays
+    ignored. In a process that :func:`entry` re-executed, the signals it blocked are unblocked
+    here, once the handler is in place: one that came meanwhile is handled now.
+    """
+    replaced: dict[int, Any] = {}
+    try:
+        for s in _STARTING:
+            h = signal.getsignal(s)
+            if h is not signal.SIG_IGN and h is not None:
+                signal.signal(s, _interrupted_while_starting)
+                replaced[s] = h
+        blocked = os.environ.pop(HANDOFF_VAR, "")
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {int(n) for n in blocked.split(",") if n.isdigit()})
+    except ValueError:  # imported outside the main thread (a test runner's worker): leave signals alone
+        return {}
+    return replaced
+
+
+def _cli_process() -> bool:
+    # the console script (.../bin/mvsearch) or python -m mvsearch (argv[0] is then __main__.py)
+    first = sys.argv[0] if sys.argv else ""
+    return os.path.basename(first) == "mvsearch" or first.endswith(os.path.join("mvsearch", "__main__.py"))
+
+
+_BEFORE_IMPORT = _catch_while_starting()
 
 import importlib  # noqa: E402
 import re  # noqa: E402
@@ -247,12 +276,22 @@ def entry() -> None:
             sys.exit(2)
         if env is not None:
             _flush()
+            # Ctrl-C/SIGTERM while the new interpreter starts (before this module's handler is in
+            # place there) would end it with a traceback or a death by signal: block them across
+            # the exec; the new process unblocks them once it can say "interrupted" (a signal that
+            # came meanwhile stays pending until then)
+            handled = {s for s in _STARTING if signal.getsignal(s) is not signal.SIG_IGN}
+            block = handled - signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            env[HANDOFF_VAR] = ",".join(str(int(s)) for s in sorted(block))
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, block)
             try:
                 os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
             except OSError:  # cannot re-execute (a frozen binary, a vanished interpreter): train on glibc
-                pass
+                signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    _catch_while_starting()  # (already so for the console script and python -m mvsearch)
     main()
 
 
-if _BEFORE_IMPORT is not None:  # imports done: Ctrl-C is the boundary's from here on
-    signal.signal(signal.SIGINT, _BEFORE_IMPORT)
+if not _cli_process():  # imported by a program of its own (a test's CliRunner): its handlers again
+    for _s, _h in _BEFORE_IMPORT.items():
+        signal.signal(_s, _h)
