@@ -7,6 +7,9 @@ ordinary single-objective study (``trial.value`` = proxy validation accuracy, ma
 ``optuna studies``, ``optuna-dashboard`` and Optuna's own code read as they are. A search made by a
 release before per-tier studies is one study named ``mobile``; it still reads (schema 1).
 
+A worker's SQLite transactions take the write lock first (:mod:`mvsearch.search.sqlite_claims`),
+so a queued trial goes to one worker, as on PostgreSQL.
+
 Storage opens with Optuna's heartbeat (:data:`HEARTBEAT_S`, :data:`GRACE_S`) and its retry callback
 (``RetryHeartbeatStaleTrialCallback(max_retry=1)``): a trial whose worker died (SIGKILL, OOM killer, a
 lost node) is marked FAIL by the next worker of that study once its heartbeat is older than the grace
@@ -44,6 +47,7 @@ except ImportError:  # pragma: no cover - Optuna < 4.9
 from mvsearch.core.errors import StudyError, first_line
 from mvsearch.core.text import printable, quote, shorten
 from mvsearch.search.record import StudyRecord, TrialRecord, records_of
+from mvsearch.search.sqlite_claims import lock_first
 
 STUDIES_DIR = Path(os.environ.get("MVSEARCH_STUDIES", "studies"))
 #: seconds between a running trial's heartbeats, and silence after which it counts as dead
@@ -295,6 +299,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStor
         from sqlalchemy import event
 
         event.listen(storage.engine, "connect", _sqlite_pragmas if heartbeat else _sqlite_reader_pragmas)
+        if heartbeat:  # a writer: its claim of a queued trial is atomic, as on PostgreSQL
+            lock_first(storage.engine)
         storage.engine.dispose()  # reconnect with the pragmas
     return storage
 
