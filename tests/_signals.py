@@ -1,6 +1,8 @@
-"""A `python -c` script that runs mvsearch's CLI and sends itself SIGINT at a chosen moment: right after
-one module-level function returns. Deterministic Ctrl-C tests (a real signal, a real study) use it to
-interrupt a trial while it is set up, before its training starts."""
+"""Real signals at chosen moments, for deterministic Ctrl-C and SIGTERM tests (no timing decides where
+they land): :func:`sigint_after`, a `python -c` script that runs mvsearch's CLI and sends itself SIGINT
+right after one module-level function returns (a trial interrupted while it is set up), and
+:data:`SITECUSTOMIZE`, a hook that makes the real ``mvsearch`` command signal itself at a point of its
+start (an import, or the re-executed interpreter's own start-up)."""
 from __future__ import annotations
 
 
